@@ -1,0 +1,19 @@
+"""Backends turn a rewritten FunctionGraph into a callable ``runner(values) -> results``
+(values: the graph's inputs in order; results: its outputs in order)."""
+
+from __future__ import annotations
+
+import importlib
+
+_BACKENDS = {
+    "numpy": "symgraph.backends.numpy_backend",
+    "numba": "symgraph.backends.numba_backend",
+    "cuda": "symgraph.backends.cuda_backend",
+}
+
+
+def get_backend(name: str):
+    """The backend module for ``name`` (imported on first use)."""
+    if name not in _BACKENDS:
+        raise ValueError(f"unknown mode {name!r}; choose one of {sorted(_BACKENDS)}")
+    return importlib.import_module(_BACKENDS[name])

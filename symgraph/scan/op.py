@@ -1,0 +1,181 @@
+"""The Scan op: one loop over time with a carry / sequence / non-sequence core.
+
+Inputs of a Scan node::
+
+    [n_steps, *sequences, *initial_carries, *non_sequences]
+
+Step ``t`` runs the inner graph on ``(sequences[k][t]..., carries..., non_sequences...)``
+and gets ``(new_carries..., step_outputs...)``. Outputs of the node::
+
+    [*carry_outputs, *stacked_step_outputs]
+
+where carry output ``k`` is the stacked history ``(c_1, ..., c_T)`` when
+``keep_history[k]`` is true (Theano's semantics) and the final carry ``c_T`` otherwise.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from symgraph.errors import ShapeError
+from symgraph.fgraph import FunctionGraph
+from symgraph.graph import Apply, Variable
+from symgraph.op import Op
+from symgraph.types import TensorType, format_shape
+
+
+class Scan(Op):
+    """See the module docstring. ``inner`` is a FunctionGraph whose inputs are
+    ``[*sequence_slices, *carries, *non_sequences]`` and outputs
+    ``[*new_carries, *step_outputs]``."""
+
+    __props__ = ("inner", "n_seq", "n_carry", "n_nonseq", "keep_history", "truncate_gradient",
+                 "exact_length")
+    foldable = False
+
+    def __init__(self, inner: FunctionGraph, n_seq: int, n_carry: int, n_nonseq: int,
+                 keep_history: tuple[bool, ...], truncate_gradient: int = -1,
+                 exact_length: bool = False, name: str = "scan") -> None:
+        self.inner = inner
+        self.n_seq, self.n_carry, self.n_nonseq = n_seq, n_carry, n_nonseq
+        self.keep_history = tuple(keep_history)
+        self.truncate_gradient = int(truncate_gradient)
+        self.exact_length = bool(exact_length)  # every sequence has exactly n_steps entries
+        self.name = name
+        self.n_out = len(inner.outputs) - n_carry
+        self._runner = None
+
+    def __str__(self) -> str:
+        return (f"Scan{{{self.name}, seq={self.n_seq}, carry={self.n_carry}, "
+                f"nonseq={self.n_nonseq}, out={self.n_out}}}")
+
+    def __hash__(self) -> int:
+        return hash((Scan, id(self.inner), self.keep_history, self.truncate_gradient))
+
+    def __eq__(self, other) -> bool:
+        return type(other) is Scan and other.inner is self.inner and all(
+            getattr(self, p) == getattr(other, p) for p in self.__props__[1:])
+
+    # ---- groups of inputs and outputs -------------------------------------------------
+    def split_inputs(self, inputs):
+        """``(n_steps, sequences, initial_carries, non_sequences)``"""
+        s, c = 1 + self.n_seq, 1 + self.n_seq + self.n_carry
+        return inputs[0], list(inputs[1:s]), list(inputs[s:c]), list(inputs[c:])
+
+    def with_history(self) -> Scan:
+        """The same loop with every carry's history kept."""
+        if all(self.keep_history):
+            return self
+        return Scan(self.inner, self.n_seq, self.n_carry, self.n_nonseq,
+                    (True,) * self.n_carry, self.truncate_gradient, self.exact_length, self.name)
+
+    def make_node(self, n_steps, *args):
+        if len(args) != self.n_seq + self.n_carry + self.n_nonseq:
+            raise TypeError(f"{self}: expected {self.n_seq + self.n_carry + self.n_nonseq} "
+                            f"inputs after n_steps, got {len(args)}")
+        _, seqs, inits, _ = self.split_inputs([n_steps, *args])
+        length = _static_steps(n_steps)
+        for k, (seq, inner) in enumerate(zip(seqs, self.inner.inputs)):
+            if seq.ndim != inner.ndim + 1 or seq.dtype != inner.dtype:
+                raise TypeError(f"scan: sequence {k} ({seq.describe()}) does not match the "
+                                f"step's slice type {inner.type}")
+        out_types = []
+        for k, init in enumerate(inits):
+            carry_shape = self.inner.outputs[k].type.shape
+            shape = tuple(a if a is not None else b for a, b in zip(init.type.shape,
+                                                                     carry_shape))
+            if self.keep_history[k]:
+                shape = (length,) + shape
+            out_types.append(TensorType(init.dtype, shape))
+        for out in self.inner.outputs[self.n_carry:]:
+            out_types.append(TensorType(out.dtype, (length,) + out.type.shape))
+        return Apply(self, [n_steps, *args], out_types)
+
+    # ---- numpy reference --------------------------------------------------------------
+    def runner(self):
+        if self._runner is None:
+            from symgraph.backends.numpy_backend import Interpreter
+
+            self._runner = Interpreter(self.inner)
+        return self._runner
+
+    def perform(self, node, inputs):
+        n_steps, seqs, carries, nonseqs = self.split_inputs(list(inputs))
+        n = _check_lengths(node, int(n_steps), seqs, self.exact_length)
+        run = self.runner()
+        histories = [np.empty((n,) + c.shape, c.dtype) if keep else None
+                     for c, keep in zip(carries, self.keep_history)]
+        outs: list = [None] * self.n_out
+        for t in range(n):
+            results = run([s[t] for s in seqs] + carries + nonseqs)
+            new = results[: self.n_carry]
+            for k, (old, value) in enumerate(zip(carries, new)):
+                if value.shape != old.shape:
+                    raise ShapeError(
+                        f"scan step {t} changed the shape of carry {k} from {old.shape} to "
+                        f"{value.shape} (scan made at {node.outputs[0].creation})")
+                if histories[k] is not None:
+                    histories[k][t] = value
+            carries = [np.asarray(v) for v in new]
+            for j, value in enumerate(results[self.n_carry:]):
+                if outs[j] is None:
+                    outs[j] = np.empty((n,) + value.shape, value.dtype)
+                outs[j][t] = value
+        for j, out in enumerate(outs):
+            if out is None:  # zero steps
+                inner = node.outputs[self.n_carry + j].type
+                outs[j] = np.zeros((0,) + tuple(s or 0 for s in inner.shape[1:]), inner.dtype)
+        carry_outs = [h if h is not None else c for h, c in zip(histories, carries)]
+        return carry_outs + outs
+
+    # ---- gradient and shapes ----------------------------------------------------------
+    def pullback(self, inputs, outputs, cotangents):
+        from symgraph.scan.pullback import scan_pullback
+
+        return scan_pullback(self, inputs, outputs, cotangents)
+
+    def infer_shape(self, node, input_shapes):
+        from symgraph.shape_inference import infer_shapes
+
+        n_steps = node.inputs[0]
+        _, seq_shapes, carry_shapes, nonseq_shapes = self.split_inputs(input_shapes)
+        inner_in = [s[1:] for s in seq_shapes] + list(carry_shapes) + list(nonseq_shapes)
+        out_shapes = []
+        for k, shape in enumerate(carry_shapes):
+            out_shapes.append(((n_steps,) + tuple(shape)) if self.keep_history[k]
+                              else tuple(shape))
+        step_shapes = infer_shapes(self.inner.outputs[self.n_carry:], self.inner.inputs,
+                                   inner_in)
+        if any(_mentions(s, self.inner.inputs) for s in step_shapes):
+            raise NotImplementedError("scan output shape depends on inner values")
+        out_shapes += [(n_steps,) + tuple(s) for s in step_shapes]
+        return out_shapes
+
+
+def _mentions(shape, inner_inputs) -> bool:
+    from symgraph.graph import graph_inputs
+
+    roots = set(graph_inputs(list(shape)))
+    return any(v in roots for v in inner_inputs)
+
+
+def _static_steps(n_steps: Variable):
+    from symgraph.graph import Constant
+
+    return int(n_steps.value) if isinstance(n_steps, Constant) else None
+
+
+def _check_lengths(node, n: int, seqs, exact: bool) -> int:
+    if n < 0:
+        raise ShapeError(f"scan: n_steps must be >= 0, got {n} (scan made at "
+                         f"{node.outputs[0].creation})")
+    for k, s in enumerate(seqs):
+        if exact and s.shape[0] != n:
+            raise ShapeError(f"scan: the sequences differ in length: sequence 0 has {n} steps, "
+                             f"sequence {k} has {s.shape[0]} (shape {s.shape}; scan made at "
+                             f"{node.outputs[0].creation}); pass n_steps to use a prefix")
+        if s.shape[0] < n:
+            raise ShapeError(f"scan: sequence {k} has {s.shape[0]} steps, fewer than n_steps="
+                             f"{n} (shape {s.shape}, expected {format_shape((n,) + s.shape[1:])}"
+                             f"; scan made at {node.outputs[0].creation})")
+    return n

@@ -1,0 +1,115 @@
+"""Reverse mode of Scan: a second Scan that runs the other way.
+
+Forward, for t = 0 .. T-1:  ``(c[t+1], y[t]) = step(x[t], c[t], w)``, and the node returns
+the carry history ``H = (c[1] .. c[T])`` (or only ``c[T]``) and ``Y = (y[0] .. y[T-1])``.
+
+Plan:
+1. The states each step started from: ``c[t] = concat(c[0], H[:-1])`` (a scan that keeps
+   only final carries is re-run with history for this).
+2. The backward step, traced on placeholders: rebuild the forward step, seed it with
+   ``c̄[t+1] + H̄[t]`` on the new carries and ``Ȳ[t]`` on the step outputs, and
+   backpropagate to ``x[t]``, ``c[t]`` and ``w``.
+3. Run it as a Scan over the reversed ``(x, c, H̄, Ȳ)``. Its carries are the state
+   cotangents ``c̄`` (starting at the final carries' cotangents, else zero) and the
+   accumulated cotangents ``w̄`` of the non-sequences (starting at zero); its per-step
+   outputs are ``x̄[t]``.
+4. With ``truncate_gradient = k`` only the last k steps run back: earlier ``x̄[t]`` are
+   zero and the initial states get no cotangent.
+5. Return ``x̄`` in forward order, ``c̄`` for the initial states and ``w̄`` for the
+   non-sequences; ``n_steps`` and integer inputs are disconnected.
+"""
+
+from __future__ import annotations
+
+from symgraph.autodiff import backpropagate
+from symgraph.graph import rebuild
+from symgraph.op import disconnected
+
+
+def scan_pullback(op, inputs, outputs, cotangents):
+    from symgraph.ops.math import lt, minimum, switch
+    from symgraph.ops.shape import concatenate, shape_padleft, zeros_like
+    from symgraph.ops.subtensor import set_subtensor
+    from symgraph.scan.build import build_scan
+
+    n_steps, seqs, inits, nonseqs = op.split_inputs(list(inputs))
+    T = n_steps
+    # 1. states before each step
+    if not all(op.keep_history):
+        outputs = op.with_history().make_node(*inputs).outputs
+    histories = outputs[: op.n_carry]
+    prev = [concatenate([shape_padleft(c0), h[:-1]]) for c0, h in zip(inits, histories)]
+    seqs_used = seqs if op.exact_length else [s[:T] for s in seqs]
+
+    diff_seq = [i for i, s in enumerate(seqs) if s.type.is_float]
+    diff_carry = [k for k, c in enumerate(inits) if c.type.is_float]
+    diff_nonseq = [j for j, w in enumerate(nonseqs) if w.type.is_float]
+    g_hist = {k: cotangents[k] for k in diff_carry
+              if op.keep_history[k] and cotangents[k] is not None}
+    g_final = {k: cotangents[k] for k in diff_carry
+               if not op.keep_history[k] and cotangents[k] is not None}
+    g_out = {j: g for j, g in enumerate(cotangents[op.n_carry:])
+             if g is not None and outputs[op.n_carry + j].type.is_float}
+
+    # 2. the backward step
+    def backward_step(*args):
+        xs, args = args[: op.n_seq], args[op.n_seq:]
+        cs, args = args[: op.n_carry], args[op.n_carry:]
+        gh, args = dict(zip(g_hist, args[: len(g_hist)])), args[len(g_hist):]
+        gy, args = dict(zip(g_out, args[: len(g_out)])), args[len(g_out):]
+        cbar, args = dict(zip(diff_carry, args[: len(diff_carry)])), args[len(diff_carry):]
+        wbar, ws = dict(zip(diff_nonseq, args[: len(diff_nonseq)])), args[len(diff_nonseq):]
+        new = rebuild(op.inner.outputs, dict(zip(op.inner.inputs, [*xs, *cs, *ws])))[0]
+        seeds: dict = {}
+        for k in diff_carry:
+            _seed(seeds, new[k], cbar[k] + gh[k] if k in gh else cbar[k])
+        for j, g in gy.items():
+            _seed(seeds, new[op.n_carry + j], g)
+        wrt = ([xs[i] for i in diff_seq] + [cs[k] for k in diff_carry]
+               + [ws[j] for j in diff_nonseq])
+        totals = backpropagate(seeds, wrt)
+        new_cbar = [totals.get(cs[k], zeros_like(cs[k])) for k in diff_carry]
+        new_wbar = [wbar[j] + totals[ws[j]] if ws[j] in totals else wbar[j]
+                    for j in diff_nonseq]
+        xbar = [totals.get(xs[i], zeros_like(xs[i])) for i in diff_seq]
+        return new_cbar + new_wbar + xbar
+
+    # 3. run it backwards
+    rev = lambda v: v[::-1]  # noqa: E731
+    bwd_seqs = ([rev(s) for s in seqs_used] + [rev(p) for p in prev]
+                + [rev(g) for g in g_hist.values()] + [rev(g) for g in g_out.values()])
+    bwd_inits = ([g_final.get(k, zeros_like(inits[k])) for k in diff_carry]
+                 + [zeros_like(nonseqs[j]) for j in diff_nonseq] + [None] * len(diff_seq))
+    truncated = op.truncate_gradient >= 0
+    n_back = minimum(T, op.truncate_gradient) if truncated else T
+    results = build_scan(backward_step, bwd_seqs, bwd_inits, list(nonseqs), n_back,
+                         exact_length=op.exact_length and not truncated,
+                         truncate_gradient=-1, name=f"grad_of_{op.name}", keep_history=False)
+    cbar = dict(zip(diff_carry, results[: len(diff_carry)]))
+    wbar = dict(zip(diff_nonseq, results[len(diff_carry): len(diff_carry) + len(diff_nonseq)]))
+    xbar = dict(zip(diff_seq, results[len(diff_carry) + len(diff_nonseq):]))
+
+    # 4. truncation and prefixes: place x̄ into the last n_back steps of a zero sequence
+    g_seqs = []
+    for i, s in enumerate(seqs):
+        if i not in xbar:
+            g_seqs.append(disconnected())
+        elif op.exact_length and not truncated:
+            g_seqs.append(rev(xbar[i]))
+        else:
+            g_seqs.append(set_subtensor(zeros_like(s)[T - n_back: T], rev(xbar[i])))
+    g_inits = []
+    for k, c0 in enumerate(inits):
+        if k not in cbar:
+            g_inits.append(disconnected())
+        elif truncated:
+            g_inits.append(switch(lt(n_back, T), zeros_like(c0), cbar[k]))
+        else:
+            g_inits.append(cbar[k])
+    g_nonseqs = [wbar[j] if j in wbar else disconnected() for j in range(len(nonseqs))]
+    # 5.
+    return [disconnected(), *g_seqs, *g_inits, *g_nonseqs]
+
+
+def _seed(seeds: dict, var, g) -> None:
+    seeds[var] = seeds[var] + g if var in seeds else g

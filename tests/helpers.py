@@ -1,0 +1,44 @@
+"""Helpers shared by the tests: numeric gradient checks and shape checks."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import strategies as st
+
+import symgraph as sg
+from symgraph.gradient import verify_grad
+
+MODES = ["numpy"]
+
+
+def check_grad(fn, *points, mode="numpy", n_tests=2, eps=None, tol=None, seed=0):
+    """``verify_grad`` in float64 with the dot-product test; raises on mismatch."""
+    pts = [np.asarray(p, dtype="float64") for p in points]
+    verify_grad(fn, pts, n_tests=n_tests, rng=seed, eps=eps, rel_tol=tol, abs_tol=tol,
+                mode=mode)
+
+
+def check_infer_shape(inputs, output, values, mode="numpy"):
+    """``infer_shape`` of ``output``'s node, evaluated, equals the computed shape."""
+    node = output.owner
+    shapes = [tuple(v.shape[i] for i in range(v.ndim)) for v in node.inputs]
+    inferred = node.op.infer_shape(node, shapes)[output.index]
+    import symgraph.tensor as T
+
+    dims = [T.cast(d, "int64") for d in inferred]
+    f = sg.function(inputs, [output] + dims, mode=mode, on_unused_input="ignore")
+    out, *got = f(*values)
+    assert tuple(int(g) for g in got) == np.shape(out), (tuple(int(g) for g in got),
+                                                          np.shape(out))
+
+
+def shapes(min_dims=0, max_dims=3, min_side=1, max_side=4):
+    """Hypothesis strategy: shapes with small sides (1 included)."""
+    return st.lists(st.integers(min_side, max_side), min_size=min_dims,
+                    max_size=max_dims).map(tuple)
+
+
+def arrays(shape, low=-2.0, high=2.0, seed=0, dtype="float64"):
+    """Seeded uniform array."""
+    rng = np.random.default_rng(seed)
+    return rng.uniform(low, high, size=shape).astype(dtype)
