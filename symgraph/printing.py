@@ -9,7 +9,8 @@ from symgraph.graph import Constant, SharedVariable, Variable
 
 def debugprint(obj, file=None, print_type: bool = True) -> str:
     """Print the graph behind ``obj`` (a Variable, a list of them, or a compiled
-    Function) as an indented tree; return the text too.
+    Function) as an indented tree to ``file`` (default stdout; ``False`` prints nothing);
+    return the text.
 
     Each line shows the op (or the variable for roots), an id, and the type. A node
     already printed is shown again only by its id (``*``).
@@ -29,10 +30,10 @@ def debugprint(obj, file=None, print_type: bool = True) -> str:
     for root in roots:
         _print_var(root, out, "", ids, print_type)
     text = out.getvalue()
-    if file is not None:
-        file.write(text)
-    elif file is None:
+    if file is None:
         print(text, end="")
+    elif file is not False:
+        file.write(text)
     return text
 
 
