@@ -13,4 +13,6 @@ from symgraph.ops.shape import *  # noqa: F401,F403
 from symgraph.ops.subtensor import *  # noqa: F401,F403
 from symgraph.types import TensorType  # noqa: F401
 
+from symgraph.autodiff import grad  # noqa: F401,E402  (Theano's T.grad)
+
 from symgraph.graph import Constant, SharedVariable, Variable  # noqa: F401,E402
