@@ -2,7 +2,7 @@
 (``+``, indexing, ``.sum()`` ...) on ``symgraph.graph.Variable``."""
 
 from symgraph.graph import OPERATORS, register_package_dir
-from symgraph.ops import basic, blas, math, nnet, random, reduce, shape, subtensor
+from symgraph.ops import basic, blas, math, nnet, random, reduce, shape, subtensor  # noqa: F401  (imported for users: symgraph.ops.nnet)
 from symgraph.ops import rewrites as _rewrites  # noqa: F401  (registers the op rewrites)
 
 register_package_dir(__file__)

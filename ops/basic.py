@@ -89,8 +89,31 @@ def _maker(ndim: int, default_dtype: str | None):
     return make
 
 
-_RANKS = {"scalar": 0, "vector": 1, "matrix": 2, "tensor3": 3, "tensor4": 4}
-_PREFIXES = {"": None, "i": "int32", "l": "int64", "f": "float32", "d": "float64", "b": "int8"}
-for _prefix, _dtype in _PREFIXES.items():
-    for _kind, _ndim in _RANKS.items():
-        globals()[_prefix + _kind] = _maker(_ndim, _dtype)
+scalar = _maker(0, None)
+vector = _maker(1, None)
+matrix = _maker(2, None)
+tensor3 = _maker(3, None)
+tensor4 = _maker(4, None)
+iscalar = _maker(0, 'int32')
+ivector = _maker(1, 'int32')
+imatrix = _maker(2, 'int32')
+itensor3 = _maker(3, 'int32')
+itensor4 = _maker(4, 'int32')
+lscalar = _maker(0, 'int64')
+lvector = _maker(1, 'int64')
+lmatrix = _maker(2, 'int64')
+ltensor3 = _maker(3, 'int64')
+ltensor4 = _maker(4, 'int64')
+fscalar = _maker(0, 'float32')
+fvector = _maker(1, 'float32')
+fmatrix = _maker(2, 'float32')
+ftensor3 = _maker(3, 'float32')
+ftensor4 = _maker(4, 'float32')
+dscalar = _maker(0, 'float64')
+dvector = _maker(1, 'float64')
+dmatrix = _maker(2, 'float64')
+dtensor3 = _maker(3, 'float64')
+dtensor4 = _maker(4, 'float64')
+bscalar = _maker(0, 'int8')
+bvector = _maker(1, 'int8')
+bmatrix = _maker(2, 'int8')

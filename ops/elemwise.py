@@ -11,7 +11,7 @@ import numpy as np
 
 from symgraph.errors import ShapeError
 from symgraph.graph import Apply, Constant, Variable
-from symgraph.op import Op, disconnected
+from symgraph.op import Op
 from symgraph.ops.dimshuffle import dimshuffle
 from symgraph.ops.scalar import ScalarOp
 from symgraph.types import TensorType, broadcast_shapes, format_shape

@@ -14,17 +14,17 @@ built another way.
 from __future__ import annotations
 
 import numpy as np
+
+from symgraph.config import config
+from symgraph.errors import ShapeError, SymgraphError
+from symgraph.graph import Apply, Variable
+from symgraph.op import Op, disconnected
 from symgraph.ops import scalar as S
 from symgraph.ops.basic import as_tensor_variable, cast, is_python_number
 from symgraph.ops.elemwise import Elemwise, sum_to
 from symgraph.ops.math import clip, eq, exp, log, relu, sigmoid, softplus
 from symgraph.ops.reduce import sum as tsum
 from symgraph.ops.shape import arange, shape, shape_padright
-
-from symgraph.config import config
-from symgraph.errors import ShapeError, SymgraphError
-from symgraph.graph import Apply, Variable
-from symgraph.op import Op, disconnected
 from symgraph.types import TensorType, format_shape
 
 __all__ = [
@@ -341,7 +341,8 @@ class SoftmaxCrossEntropy(Op):
 
 def _softmax_logits(p: Variable) -> Variable | None:
     """The logits ``x`` when ``p`` is ``softmax(x)`` over its last axis, else None."""
-    if p.owner is not None and isinstance(p.owner.op, Softmax) and p.owner.op.axis == p.ndim - 1:
+    if (p.owner is not None and isinstance(p.owner.op, Softmax)
+            and p.owner.op.axis % p.ndim == p.ndim - 1):
         return p.owner.inputs[0]
     return None
 

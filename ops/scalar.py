@@ -9,7 +9,7 @@ and CUDA share it, so the math is written once). Gradient rules live in
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import scipy.special
@@ -50,7 +50,7 @@ class ScalarOp:
         return self.template.format(*args)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _probe_dtype(op: ScalarOp, dtypes: tuple) -> str:
     with np.errstate(all="ignore"):
         return str(np.asarray(op.impl(*[np.ones(1, d) for d in dtypes])).dtype)

@@ -26,7 +26,10 @@ from symgraph.errors import ShapeError
 from symgraph.graph import Apply, Constant, Variable
 from symgraph.op import Op, disconnected
 from symgraph.ops.basic import as_tensor_variable, cast
+from symgraph.ops.dimshuffle import dimshuffle
 from symgraph.ops.elemwise import sum_to
+from symgraph.ops.math import maximum, minimum, switch
+from symgraph.ops.shape import zeros_like
 from symgraph.types import TensorType, broadcast_shapes, format_shape
 
 __all__ = ["getitem", "take", "take_range", "set_subtensor", "inc_subtensor"]
@@ -60,13 +63,13 @@ def _index_error(value, axis: int, length: int, where: str) -> IndexOutOfRangeEr
                                 f"{length} ({where})")
 
 
-def _check_index_var(v: Variable, what: str = "index") -> Variable:
+def _check_index_var(v: Variable, what: str = "an index") -> Variable:
     """Symbolic indices must be integer tensors (bool masks and floats are refused)."""
     if v.dtype == "bool":
         raise TypeError(f"boolean indexing is not supported; use T.switch (got {what} "
                         f"{v.describe()})")
     if not v.type.is_integer:
-        raise TypeError(f"an {what} must be an integer, got {v.describe()}; cast it with "
+        raise TypeError(f"{what} must be an integer, got {v.describe()}; cast it with "
                         f"T.cast(..., 'int64')")
     return v
 
@@ -97,8 +100,9 @@ class _BasicIndexOp(Op):
             else:
                 i, n = part(entry), shape[axis]
                 if not -n <= i < n:
-                    raise _index_error(i, axis, n, f"entry {pos} of [{_format_key(self.idx_list)}]"
-                                       f" made at {node.outputs[0].creation}")
+                    raise _index_error(i, axis, n, f"entry {pos} of the key "
+                                       f"[{_format_key(self.idx_list)}] of {self}, made at "
+                                       f"{node.outputs[0].creation}")
                 key.append(i)
             axis += 1
         return tuple(key)
@@ -135,7 +139,11 @@ class _BasicIndexOp(Op):
                 start, stop, step = (part(p) for p in entry)
                 if step == 0:
                     raise ShapeError(f"slice step cannot be zero (indexing {x.describe()})")
-                out.append(_static_slice_length(n, start, stop, step))
+                static = n is not None and all(p is None or isinstance(p, int)
+                                               for p in (start, stop, step))
+                full = start is None and stop is None and step in (None, 1, -1)
+                out.append(n if full else slice_length(n, start, stop, step) if static
+                           else None)
             else:
                 i = part(entry)
                 if isinstance(i, int) and n is not None and not -n <= i < n:
@@ -148,14 +156,6 @@ class _BasicIndexOp(Op):
         return f"{type(self).__name__}{{{_format_key(self.idx_list)}{extra}}}"
 
     __repr__ = __str__
-
-
-def _static_slice_length(n, start, stop, step):
-    if start is None and stop is None and step in (None, 1, -1):
-        return n
-    if n is None or not all(p is None or isinstance(p, int) for p in (start, stop, step)):
-        return None
-    return len(range(*slice(start, stop, step).indices(n)))
 
 
 class Subtensor(_BasicIndexOp):
@@ -175,8 +175,6 @@ class Subtensor(_BasicIndexOp):
         return [np.array(x[self._key(values, x.shape, node)])]
 
     def pullback(self, inputs, outputs, cotangents):
-        from symgraph.ops.shape import zeros_like
-
         x, *index_inputs = inputs
         (g,) = cotangents
         gx = IncSubtensor(self.idx_list)(zeros_like(x), g, *index_inputs)
@@ -255,28 +253,17 @@ def _int_or_var(v):
     return cast(v, "int64")
 
 
+# where / max / min on Python ints, or symbolic when an argument is a Variable
 def _where(cond, a, b):
-    if isinstance(cond, bool | np.bool_):
-        return a if cond else b
-    from symgraph.ops.math import switch
-
-    return switch(cond, a, b)
+    return (a if cond else b) if isinstance(cond, bool) else switch(cond, a, b)
 
 
 def _max(a, b):
-    if isinstance(a, int) and isinstance(b, int):
-        return max(a, b)
-    from symgraph.ops.math import maximum
-
-    return maximum(a, b)
+    return max(a, b) if isinstance(a, int) and isinstance(b, int) else maximum(a, b)
 
 
 def _min(a, b):
-    if isinstance(a, int) and isinstance(b, int):
-        return min(a, b)
-    from symgraph.ops.math import minimum
-
-    return minimum(a, b)
+    return min(a, b) if isinstance(a, int) and isinstance(b, int) else minimum(a, b)
 
 
 def slice_length(n, start, stop, step):
@@ -368,7 +355,7 @@ class _AdvancedBase(Op):
             raise ShapeError(f"too many indices: {len(indices)} index arrays for the "
                              f"{x.ndim}-d {x.describe()}")
         for i in indices:
-            _check_index_var(i, "index array")
+            _check_index_var(i, "an index array")
         rank = max(i.ndim for i in indices)
         shapes = [(1,) * (rank - i.ndim) + i.type.shape for i in indices]
         shape = broadcast_shapes(*shapes)
@@ -426,8 +413,6 @@ class _AdvancedGather(_AdvancedBase):
         return [np.array(x[self._checked(node, x, indices)])]
 
     def pullback(self, inputs, outputs, cotangents):
-        from symgraph.ops.shape import zeros_like
-
         x, *indices = inputs
         (g,) = cotangents
         return [self.inc_op()(zeros_like(x), g, *indices)] + [disconnected() for _ in indices]
@@ -509,7 +494,7 @@ AdvancedIncSubtensor.gather_op = AdvancedSubtensor
 
 # ---- the user-facing functions -------------------------------------------------------------
 
-def _scalar_index(k, what: str = "index"):
+def _scalar_index(k, what: str = "an index"):
     """An int, or a symbolic integer scalar; raises for anything else."""
     if isinstance(k, bool | np.bool_):
         raise TypeError("boolean indexing is not supported; use T.switch")
@@ -517,10 +502,10 @@ def _scalar_index(k, what: str = "index"):
         return int(k)
     if isinstance(k, Variable):
         if k.ndim != 0:
-            raise TypeError(f"a {what} must be a scalar, got {k.describe()}")
+            raise TypeError(f"{what} must be a scalar, got {k.describe()}")
         _check_index_var(k, what)
         return int(k.value) if isinstance(k, Constant) else k
-    raise TypeError(f"a {what} must be an integer, got {type(k).__name__} {k!r}")
+    raise TypeError(f"{what} must be an integer, got {type(k).__name__} {k!r}")
 
 
 def _classify(k):
@@ -528,7 +513,7 @@ def _classify(k):
     if k is None or k is Ellipsis:
         return "basic", k
     if isinstance(k, slice):
-        return "basic", slice(*(None if p is None else _scalar_index(p, "slice bound")
+        return "basic", slice(*(None if p is None else _scalar_index(p, "a slice bound")
                                 for p in (k.start, k.stop, k.step)))
     if isinstance(k, list | np.ndarray):
         arr = np.asarray(k) if isinstance(k, np.ndarray) or k else np.zeros((0,), "int64")
@@ -538,7 +523,7 @@ def _classify(k):
             raise TypeError(f"an index array must hold integers, got dtype {arr.dtype}")
         return ("basic", int(arr)) if arr.ndim == 0 else ("array", Constant(arr))
     if isinstance(k, Variable) and k.ndim > 0:
-        return "array", _check_index_var(k, "index array")
+        return "array", _check_index_var(k, "an index array")
     return "basic", _scalar_index(k)
 
 
@@ -580,9 +565,7 @@ def getitem(x, key) -> Variable:
         at = entries.index(Ellipsis)
         entries[at:at + 1] = [slice(None)] * (x.ndim - n_axes)
     while entries and entries[-1] == slice(None):
-        entries.pop()
-    if not entries:
-        return x
+        entries.pop()  # x[:] stays a (copying) Subtensor node, so set_subtensor(x[:], y) works
     idx_list, inputs = [], []
 
     def part(p):
@@ -620,8 +603,6 @@ def take(x, indices, axis: int = 0) -> Variable:
             raise TypeError(f"take: indices must be an integer array, got {indices!r}")
     if axis == 0:
         return AdvancedSubtensor1()(x, idx)
-    from symgraph.ops.dimshuffle import dimshuffle
-
     front = dimshuffle(x, axis, *[a for a in range(x.ndim) if a != axis])
     picked = AdvancedSubtensor1()(front, idx)  # idx axes, then x's axes without `axis`
     k = idx.ndim

@@ -5,8 +5,8 @@
 """
 
 from symgraph import basic_rewrites as _basic_rewrites  # noqa: F401  (registers passes)
-from symgraph import ops as _ops  # noqa: F401  (installs tensor operators)
 from symgraph import gradient, printing, tensor  # noqa: F401
+from symgraph import ops as _ops  # noqa: F401  (installs tensor operators)
 from symgraph.autodiff import grad
 from symgraph.compile import Function, Mode, function
 from symgraph.config import config

@@ -42,7 +42,7 @@ def as_mode(mode) -> Mode:
 
 
 def function(inputs, outputs, updates=None, givens=None, mode=None, name: str | None = None,
-             on_unused_input: str = "raise") -> Function:
+             on_unused_input: str = "raise", no_default_updates: bool = False) -> Function:
     """Compile a callable computing ``outputs`` from ``inputs``.
 
     Parameters
@@ -58,12 +58,19 @@ def function(inputs, outputs, updates=None, givens=None, mode=None, name: str | 
     mode : {'numpy', 'numba', 'cuda'} or Mode, optional
         Backend (default ``config.mode``) and rewrite selection.
     on_unused_input : {'raise', 'warn', 'ignore'}
+    no_default_updates : bool
+        A shared variable with a ``default_update`` attribute (an expression, e.g. the
+        advanced state of a random stream) that the graph uses and ``updates`` does not
+        name is updated with that expression after each call, as in Theano; pass True
+        to skip these default updates.
     """
     mode = as_mode(mode)
     single = isinstance(outputs, Variable)
     outputs = [outputs] if single else [as_variable(o) for o in (outputs or [])]
     inputs = _check_inputs(inputs)
     update_pairs = _check_updates(updates)
+    if not no_default_updates:
+        update_pairs += _default_updates(outputs, update_pairs)
     exprs = outputs + [expr for _, expr in update_pairs]
     if givens:
         exprs = _apply_givens(exprs, givens)
@@ -188,6 +195,25 @@ def _check_updates(updates) -> list[tuple[SharedVariable, Variable]]:
                 f"{var.ndim} (cast it with .astype({var.dtype!r}))")
         pairs.append((var, expr))
     return pairs
+
+
+def _default_updates(outputs, update_pairs) -> list[tuple[SharedVariable, Variable]]:
+    """``(shared, shared.default_update)`` for every shared variable that the outputs or
+    updates use (transitively, through default updates too) and that is not updated
+    explicitly."""
+    updated = {var for var, _ in update_pairs}
+    found: list = []
+    pending = outputs + [expr for _, expr in update_pairs]
+    while pending:
+        new = []
+        for v in graph_inputs(pending):
+            expr = getattr(v, "default_update", None)
+            if isinstance(v, SharedVariable) and expr is not None and v not in updated:
+                updated.add(v)
+                new.append((v, expr))
+        found += _check_updates(new)
+        pending = [expr for _, expr in new]
+    return found
 
 
 def _apply_givens(exprs, givens) -> list[Variable]:

@@ -82,7 +82,8 @@ class Variable:
     def describe(self) -> str:
         """``'x' (float32, shape (?, 3), made at file.py:12)`` for error messages."""
         label = repr(self.name) if self.name else "an unnamed variable"
-        return f"{label} ({self.dtype}, shape {format_shape(self.type.shape)}, made at {self.creation})"
+        shape = format_shape(self.type.shape)
+        return f"{label} ({self.dtype}, shape {shape}, made at {self.creation})"
 
     def __repr__(self) -> str:
         if self.name:

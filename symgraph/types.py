@@ -109,7 +109,8 @@ class TensorType:
             try:
                 raw = np.asarray(value)
             except Exception as exc:  # ragged lists and the like
-                raise InputError(f"{name}: cannot convert {type(value).__name__} to an array: {exc}")
+                kind = type(value).__name__
+                raise InputError(f"{name}: cannot convert {kind} to an array: {exc}") from None
             if raw.dtype == object:
                 raise InputError(f"{name}: cannot convert {type(value).__name__} to an array")
             if raw.dtype.kind == "f" and self.dtype not in FLOAT_DTYPES:

@@ -1,0 +1,139 @@
+"""Numerical-stability rewrites on the ops of ``symgraph.ops`` (named passes; switch one
+off with ``sg.Mode(..., exclude=['log_softmax'])``).
+
+- ``softmax_cross_entropy``: ``categorical_crossentropy(softmax(x), y)`` as the indexed op
+  or as ``-sum(t * log(softmax(x)), -1)`` -> ``SoftmaxCrossEntropy(x, y)``;
+- ``log_softmax``: ``log(softmax(x))`` -> ``log_softmax(x)``;
+- ``log_sigmoid``: ``log(sigmoid(x))`` -> ``-softplus(-x)`` and
+  ``log(1 - sigmoid(x))`` -> ``-softplus(x)``.
+
+They run after constant folding (order 10), on the graph as given to ``function``, i.e.
+after ``grad``. The graph builders already produce the fused forms where they can (see
+``symgraph.ops.nnet``); these passes catch graphs built another way (``givens``, the op
+classes used directly, ``T.log`` on a softmax).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from symgraph.graph import Constant, Variable
+from symgraph.ops import scalar as S
+from symgraph.ops.basic import cast
+from symgraph.ops.dimshuffle import DimShuffle
+from symgraph.ops.elemwise import Elemwise
+from symgraph.ops.math import neg, softplus
+from symgraph.ops.nnet import CrossEntropyIndexed, LogSoftmax, Softmax, SoftmaxCrossEntropy
+from symgraph.ops.reduce import Reduce
+from symgraph.rewriting import local_rewrite
+
+
+def _elemwise_input(v: Variable, scalar_cls) -> list[Variable] | None:
+    """The inputs of ``v``'s owner when it is an Elemwise of ``scalar_cls``."""
+    if (v.owner is not None and isinstance(v.owner.op, Elemwise)
+            and isinstance(v.owner.op.scalar_op, scalar_cls)):
+        return v.owner.inputs
+    return None
+
+
+def _is_node(node, scalar_cls) -> bool:
+    return isinstance(node.op, Elemwise) and isinstance(node.op.scalar_op, scalar_cls)
+
+
+def _last_axis_softmax(v: Variable, *op_classes) -> Variable | None:
+    """The logits ``x`` when ``v = op(x)`` over its last axis, for op in ``op_classes``."""
+    if (v.owner is not None and type(v.owner.op) in op_classes
+            and v.owner.op.axis % v.ndim == v.ndim - 1):
+        return v.owner.inputs[0]
+    return None
+
+
+def _same_dtype(new: Variable, old: Variable) -> Variable:
+    return new if new.dtype == old.dtype else cast(new, old.dtype)
+
+
+@local_rewrite("softmax_cross_entropy", order=19)
+def softmax_cross_entropy(fgraph, node):
+    """``categorical_crossentropy(softmax(x), y)`` -> ``SoftmaxCrossEntropy(x, y)``: the
+    stable ``logsumexp(x) - x[y]``, for integer ids (``CrossEntropyIndexed(softmax(x), y)``)
+    and for target rows (``-sum(t * log(softmax(x)), axis=-1)``, also with
+    ``log_softmax(x)`` in place of ``log(softmax(x))``)."""
+    out = node.outputs[0]
+    if isinstance(node.op, CrossEntropyIndexed):
+        probs, ids = node.inputs
+        logits = _last_axis_softmax(probs, Softmax)
+        if logits is not None:
+            return {out: _same_dtype(SoftmaxCrossEntropy()(logits, ids), out)}
+        return None
+    if not _is_node(node, S.Neg):
+        return None
+    total = node.inputs[0]
+    if not (total.owner is not None and isinstance(total.owner.op, Reduce)
+            and total.owner.op.kind == "sum" and not total.owner.op.keepdims
+            and total.owner.op.axes == (total.owner.inputs[0].ndim - 1,)):
+        return None
+    product = total.owner.inputs[0]
+    factors = _elemwise_input(product, S.Mul)
+    if factors is None:
+        return None
+    for log_p, targets in (factors, factors[::-1]):
+        logits = _log_softmax_logits(log_p)
+        if (logits is not None and targets.type.is_float
+                and _no_broadcast(targets, product) and _no_broadcast(log_p, product)):
+            return {out: _same_dtype(SoftmaxCrossEntropy()(logits, targets), out)}
+    return None
+
+
+def _log_softmax_logits(v: Variable) -> Variable | None:
+    """``x`` when ``v`` is ``log(softmax(x))`` or ``log_softmax(x)`` over the last axis."""
+    logits = _last_axis_softmax(v, LogSoftmax)
+    if logits is not None:
+        return logits
+    inner = _elemwise_input(v, S.Log)
+    return _last_axis_softmax(inner[0], Softmax) if inner else None
+
+
+def _no_broadcast(v: Variable, out: Variable) -> bool:
+    """True when ``v`` has ``out``'s rank and is not stretched along any axis."""
+    return v.ndim == out.ndim and all(
+        vs != 1 or os == 1 for vs, os in zip(v.type.shape, out.type.shape))
+
+
+@local_rewrite("log_softmax", order=20)
+def log_softmax(fgraph, node):
+    """``log(softmax(x))`` -> ``log_softmax(x)`` (``x - logsumexp(x)``: finite where the
+    softmax underflows to 0)."""
+    if not _is_node(node, S.Log):
+        return None
+    inner = node.inputs[0]
+    if inner.owner is not None and type(inner.owner.op) is Softmax:
+        x = inner.owner.inputs[0]
+        return {node.outputs[0]: _same_dtype(LogSoftmax(inner.owner.op.axis)(x),
+                                             node.outputs[0])}
+    return None
+
+
+@local_rewrite("log_sigmoid", order=20)
+def log_sigmoid(fgraph, node):
+    """``log(sigmoid(x))`` -> ``-softplus(-x)`` and ``log(1 - sigmoid(x))`` ->
+    ``-softplus(x)`` (finite for any x)."""
+    if not _is_node(node, S.Log):
+        return None
+    out, inner = node.outputs[0], node.inputs[0]
+    direct = _elemwise_input(inner, S.Sigmoid)
+    if direct is not None:
+        return {out: _same_dtype(neg(softplus(neg(direct[0]))), out)}
+    diff = _elemwise_input(inner, S.Sub)
+    if diff is None or not _is_one(diff[0]):
+        return None
+    complement = _elemwise_input(diff[1], S.Sigmoid)
+    if complement is None or diff[1].ndim != out.ndim:
+        return None
+    return {out: _same_dtype(neg(softplus(complement[0])), out)}
+
+
+def _is_one(v: Variable) -> bool:
+    """True for a constant 1 of a single element (possibly behind a DimShuffle)."""
+    while v.owner is not None and isinstance(v.owner.op, DimShuffle):
+        v = v.owner.inputs[0]
+    return isinstance(v, Constant) and v.value.size == 1 and bool(np.all(v.value == 1))
