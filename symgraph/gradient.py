@@ -140,7 +140,7 @@ def _blame_nodes(f_out, pt, mode, eps, tol, atol, rng) -> str:
                     if v.type.is_float and not isinstance(v, Constant)]
         if not float_in or not node.outputs[0].type.is_float:
             continue
-        roots = [Variable(v.type.with_shape((None,) * v.ndim)) for v in node.inputs]
+        roots = [Variable(v.type) for v in node.inputs]
         try:
             outs = node.op.make_node(*roots).outputs
             cost = sum((o * Constant(rng.standard_normal(np.shape(env[n]))
