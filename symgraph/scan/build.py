@@ -6,6 +6,7 @@ from symgraph.errors import GraphError
 from symgraph.fgraph import FunctionGraph
 from symgraph.graph import Constant, Variable, graph_inputs, rebuild
 from symgraph.scan.op import Scan
+from symgraph.scan.trace import TracedStep, run_trace_passes
 
 
 def scan(fn, sequences=None, outputs_info=None, non_sequences=None, n_steps=None,
@@ -81,13 +82,14 @@ def build_scan(fn, seqs, inits, nonseqs, steps, exact_length: bool, truncate_gra
             if v not in explicit_set and not isinstance(v, Constant)]
     free_inputs = [_placeholder(v, v.type, "") for v in free]
     inner_outputs = rebuild(inner_outputs, dict(zip(free, free_inputs)))[0]
-    inner = FunctionGraph(explicit + free_inputs, inner_outputs)
     outer_nonseqs = [v for v in nonseqs if not isinstance(v, Constant)] + free
-    op = Scan(inner, len(seqs), len(recurrent), len(outer_nonseqs),
+    step = run_trace_passes(TracedStep(FunctionGraph(explicit + free_inputs, inner_outputs),
+                                       seqs, len(recurrent), outer_nonseqs))
+    op = Scan(step.inner, len(step.seqs), len(recurrent), len(step.nonseqs),
               keep_history=(keep_history,) * len(recurrent),
               truncate_gradient=truncate_gradient, exact_length=exact_length, name=name)
-    node_outputs = op.make_node(steps, *seqs, *[inits[k] for k in recurrent],
-                                *outer_nonseqs).outputs
+    node_outputs = op.make_node(steps, *step.seqs, *[inits[k] for k in recurrent],
+                                *step.nonseqs).outputs
     ordered: list = [None] * len(inits)
     for pos, k in enumerate(recurrent + per_step):
         ordered[k] = node_outputs[pos]

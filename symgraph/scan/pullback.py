@@ -12,7 +12,10 @@ Plan:
 3. Run it as a Scan over the reversed ``(x, c, H̄, Ȳ)``. Its carries are the state
    cotangents ``c̄`` (starting at the final carries' cotangents, else zero) and the
    accumulated cotangents ``w̄`` of the non-sequences (starting at zero); its per-step
-   outputs are ``x̄[t]``.
+   outputs are ``x̄[t]``. A weight ``W`` used only in products ``dot(a[t], W)`` with
+   ``a`` a sequence or a carry is not accumulated in the loop (rewrite
+   ``scan_weight_grad_gemm``): the loop emits the products' cotangents ``P̄[t]`` and
+   ``W̄ = dot(flat(a).T, flat(P̄))`` runs once after it, one large GEMM.
 4. With ``truncate_gradient = k`` only the last k steps run back: earlier ``x̄[t]`` are
    zero and the initial states get no cotangent.
 5. Return ``x̄`` in forward order, ``c̄`` for the initial states and ``w̄`` for the
@@ -22,7 +25,7 @@ Plan:
 from __future__ import annotations
 
 from symgraph.autodiff import backpropagate
-from symgraph.graph import rebuild
+from symgraph.graph import Constant, rebuild
 from symgraph.op import disconnected
 
 
@@ -31,6 +34,7 @@ def scan_pullback(op, inputs, outputs, cotangents):
     from symgraph.ops.shape import concatenate, shape_padleft, zeros_like
     from symgraph.ops.subtensor import set_subtensor
     from symgraph.scan.build import build_scan
+    from symgraph.scan.trace import enabled
 
     n_steps, seqs, inits, nonseqs = op.split_inputs(list(inputs))
     T = n_steps
@@ -43,13 +47,17 @@ def scan_pullback(op, inputs, outputs, cotangents):
 
     diff_seq = [i for i, s in enumerate(seqs) if s.type.is_float]
     diff_carry = [k for k, c in enumerate(inits) if c.type.is_float]
-    diff_nonseq = [j for j, w in enumerate(nonseqs) if w.type.is_float]
+    diff_nonseq = [j for j, w in enumerate(nonseqs)
+                   if w.type.is_float and not isinstance(w, Constant)]
     g_hist = {k: cotangents[k] for k in diff_carry
               if op.keep_history[k] and cotangents[k] is not None}
     g_final = {k: cotangents[k] for k in diff_carry
                if not op.keep_history[k] and cotangents[k] is not None}
     g_out = {j: g for j, g in enumerate(cotangents[op.n_carry:])
              if g is not None and outputs[op.n_carry + j].type.is_float}
+    gemm_after = _products_by_weight(op, diff_nonseq) if enabled("scan_weight_grad_gemm") else {}
+    acc_nonseq = [j for j in diff_nonseq if j not in gemm_after]
+    products = [d for j in gemm_after for d in gemm_after[j]]
 
     # 2. the backward step
     def backward_step(*args):
@@ -58,8 +66,8 @@ def scan_pullback(op, inputs, outputs, cotangents):
         gh, args = dict(zip(g_hist, args[: len(g_hist)])), args[len(g_hist):]
         gy, args = dict(zip(g_out, args[: len(g_out)])), args[len(g_out):]
         cbar, args = dict(zip(diff_carry, args[: len(diff_carry)])), args[len(diff_carry):]
-        wbar, ws = dict(zip(diff_nonseq, args[: len(diff_nonseq)])), args[len(diff_nonseq):]
-        new = rebuild(op.inner.outputs, dict(zip(op.inner.inputs, [*xs, *cs, *ws])))[0]
+        wbar, ws = dict(zip(acc_nonseq, args[: len(acc_nonseq)])), args[len(acc_nonseq):]
+        new, memo = rebuild(op.inner.outputs, dict(zip(op.inner.inputs, [*xs, *cs, *ws])))
         seeds: dict = {}
         for k in diff_carry:
             _seed(seeds, new[k], cbar[k] + gh[k] if k in gh else cbar[k])
@@ -70,24 +78,36 @@ def scan_pullback(op, inputs, outputs, cotangents):
         totals = backpropagate(seeds, wrt)
         new_cbar = [totals.get(cs[k], zeros_like(cs[k])) for k in diff_carry]
         new_wbar = [wbar[j] + totals[ws[j]] if ws[j] in totals else wbar[j]
-                    for j in diff_nonseq]
+                    for j in acc_nonseq]
         xbar = [totals.get(xs[i], zeros_like(xs[i])) for i in diff_seq]
-        return new_cbar + new_wbar + xbar
+        pbar = [totals.get(memo[d], zeros_like(memo[d])) for d, _ in products]
+        return new_cbar + new_wbar + xbar + pbar
 
     # 3. run it backwards
     rev = lambda v: v[::-1]  # noqa: E731
     bwd_seqs = ([rev(s) for s in seqs_used] + [rev(p) for p in prev]
                 + [rev(g) for g in g_hist.values()] + [rev(g) for g in g_out.values()])
     bwd_inits = ([g_final.get(k, zeros_like(inits[k])) for k in diff_carry]
-                 + [zeros_like(nonseqs[j]) for j in diff_nonseq] + [None] * len(diff_seq))
+                 + [zeros_like(nonseqs[j]) for j in acc_nonseq]
+                 + [None] * (len(diff_seq) + len(products)))
     truncated = op.truncate_gradient >= 0
     n_back = minimum(T, op.truncate_gradient) if truncated else T
     results = build_scan(backward_step, bwd_seqs, bwd_inits, list(nonseqs), n_back,
                          exact_length=op.exact_length and not truncated,
                          truncate_gradient=-1, name=f"grad_of_{op.name}", keep_history=False)
-    cbar = dict(zip(diff_carry, results[: len(diff_carry)]))
-    wbar = dict(zip(diff_nonseq, results[len(diff_carry): len(diff_carry) + len(diff_nonseq)]))
-    xbar = dict(zip(diff_seq, results[len(diff_carry) + len(diff_nonseq):]))
+    cbar, results = dict(zip(diff_carry, results)), results[len(diff_carry):]
+    wbar, results = dict(zip(acc_nonseq, results)), results[len(acc_nonseq):]
+    xbar, results = dict(zip(diff_seq, results)), results[len(diff_seq):]
+    pbar = results
+    # the weight gradients as one product each, after the loop (forward time order)
+    for j, uses in gemm_after.items():
+        for (_, (kind, k)), p in zip(uses, pbar[: len(uses)]):
+            left = (seqs_used if kind == "seq" else prev)[k]
+            if truncated:
+                left = left[T - n_back: T]
+            term = _flat_product(left, rev(p))
+            wbar[j] = wbar[j] + term if j in wbar else term
+        pbar = pbar[len(uses):]
 
     # 4. truncation and prefixes: place x̄ into the last n_back steps of a zero sequence
     g_seqs = []
@@ -113,3 +133,35 @@ def scan_pullback(op, inputs, outputs, cotangents):
 
 def _seed(seeds: dict, var, g) -> None:
     seeds[var] = seeds[var] + g if var in seeds else g
+
+
+def _products_by_weight(op, diff_nonseq) -> dict:
+    """``{j: [(product_output, ('seq'|'carry', index)), ...]}`` for non-sequences ``j``
+    whose every use in the step is ``dot(a, W_j)`` with ``a`` a sequence slice or a carry
+    (a matrix)."""
+    from symgraph.ops.blas import Dot
+
+    inputs = op.inner.inputs
+    seq_in = {v: ("seq", i) for i, v in enumerate(inputs[: op.n_seq])}
+    carry_in = {v: ("carry", k) for k, v in enumerate(inputs[op.n_seq: op.n_seq + op.n_carry])}
+    sources = {**seq_in, **carry_in}
+    clients = op.inner.clients
+    found = {}
+    for j in diff_nonseq:
+        w = inputs[op.n_seq + op.n_carry + j]
+        uses = clients.get(w, [])
+        if uses and all(node != "output" and isinstance(node.op, Dot) and i == 1
+                        and w.ndim == 2 and node.inputs[0] in sources
+                        and node.inputs[0].ndim == 2 for node, i in uses):
+            found[j] = [(node.outputs[0], sources[node.inputs[0]]) for node, _ in uses]
+    return found
+
+
+def _flat_product(left, right):
+    """``sum_t left[t].T @ right[t]`` as one product of the time-flattened operands."""
+    from symgraph.ops.blas import dot
+    from symgraph.ops.shape import reshape
+
+    a = reshape(left, [-1, left.shape[left.ndim - 1]])
+    b = reshape(right, [-1, right.shape[right.ndim - 1]])
+    return dot(a.T, b)

@@ -1,0 +1,121 @@
+"""The rewrites that make a seed-style LSTM fast, each against the unrewritten graph, and
+the structure they produce (one input GEMM before the loop, one recurrent GEMM per step)."""
+
+import contextlib
+
+import numpy as np
+import pytest
+
+import symgraph as sg
+import symgraph.tensor as T
+from symgraph.ops.blas import Dot
+from symgraph.scan.op import Scan
+from tests.test_seed_notebook import (
+    LogisticRegression,
+    LstmLayer,
+    batch,
+    sequence_categorical_crossentropy,
+)
+
+SCAN_REWRITES = ["scan_merge_gemm", "scan_hoist_invariants", "scan_hoist_input_gemm",
+                 "scan_weight_grad_gemm", "scan_prune_inputs"]
+
+
+@contextlib.contextmanager
+def without(*names):
+    added = set(names) - sg.config.excluded_rewrites
+    sg.config.excluded_rewrites.update(added)
+    try:
+        yield
+    finally:
+        sg.config.excluded_rewrites.difference_update(added)
+
+
+def seed_lstm_step(seed=0):
+    """The seed notebook's LSTM training step: cost, gradients and the compiled function."""
+    rng = np.random.default_rng(seed)
+    x = T.tensor3("x", dtype="float64")
+    y = T.lmatrix("y")
+    mask = T.matrix("mask", dtype="float64")
+    lstm = LstmLayer(rng, x, mask, 6, 8)
+    out = LogisticRegression(rng, lstm.output, 8, 6)
+    params = lstm.params + out.params
+    cost = sequence_categorical_crossentropy(out.p_y_given_x, y, mask) / mask.sum()
+    f = sg.function([x, y, mask], [cost, *sg.grad(cost, params)], mode="numpy")
+    return f
+
+
+def scans(fn):
+    return [n for n in fn.fgraph.toposort() if isinstance(n.op, Scan)]
+
+
+def dots(fgraph):
+    return [n for n in fgraph.toposort() if isinstance(n.op, Dot)]
+
+
+def run_step(fn):
+    x_ids, y_ids, mask = batch(np.random.default_rng(1))
+    return fn(np.eye(6)[x_ids], y_ids, mask)
+
+
+def test_seed_lstm_has_one_input_gemm_outside_and_one_recurrent_gemm_per_step():
+    fn = seed_lstm_step()
+    forward, backward = scans(fn)
+    assert not forward.op.name.startswith("grad") and backward.op.name.startswith("grad")
+    assert len(dots(forward.op.inner)) == 1  # the 4 recurrent products, merged
+    assert len(dots(backward.op.inner)) == 1  # dot(g, U.T); the rest runs outside
+    projection = [s for s in forward.inputs[1: 1 + forward.op.n_seq] if s.owner is not None]
+    assert len(projection) == 1  # x @ [W_i|W_f|W_o|W_c] for all steps, before the loop
+    outer = dots(fn.fgraph)
+    assert any(n.inputs[0].owner is not None and "Reshape" in str(n.inputs[0].owner.op)
+               for n in outer)
+    with without(*SCAN_REWRITES):
+        plain = seed_lstm_step()
+    fwd_plain, bwd_plain = scans(plain)
+    assert len(dots(fwd_plain.op.inner)) == 8  # the naive form, for comparison
+    assert len(dots(bwd_plain.op.inner)) > 8
+
+
+@pytest.mark.parametrize("name", SCAN_REWRITES)
+def test_each_scan_rewrite_matches_the_unrewritten_graph(name):
+    with without(*SCAN_REWRITES):
+        reference = run_step(seed_lstm_step())
+    with without(name):
+        others = run_step(seed_lstm_step())
+    only = [n for n in SCAN_REWRITES if n != name]
+    with without(*only):
+        alone = run_step(seed_lstm_step())
+    for got in (others, alone):
+        for a, b in zip(got, reference):
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
+
+
+def test_merge_gemm_at_compile_time_on_a_plain_graph():
+    x = T.dmatrix("x")
+    ws = [T.dmatrix(f"w{i}") for i in range(3)]
+    out = sum(T.tanh(T.dot(x, w)).sum() * (i + 1) for i, w in enumerate(ws))
+    inputs = [x, *ws]
+    grads = sg.grad(out, ws)
+    merged = sg.function(inputs, [out, *grads], mode="numpy")
+    plain = sg.function(inputs, [out, *grads], mode=sg.Mode("numpy", exclude=["merge_gemm"]))
+    assert len(dots(merged.fgraph)) < len(dots(plain.fgraph))
+    rng = np.random.default_rng(0)
+    vals = [rng.normal(size=(4, 3))] + [rng.normal(size=(3, k)) for k in (2, 3, 1)]
+    for a, b in zip(merged(*vals), plain(*vals)):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+def test_truncated_gradient_with_weight_grad_gemm_matches_without():
+    rng = np.random.default_rng(2)
+    xs, h0, U = T.dtensor3("xs"), T.dmatrix("h0"), T.dmatrix("U")
+
+    def build():
+        hs, _ = sg.scan(lambda x, h: T.tanh(x + T.dot(h, U)), sequences=xs, outputs_info=h0,
+                        truncate_gradient=3)
+        return sg.function([xs, h0, U], sg.grad((hs ** 2).sum(), [U, xs]), mode="numpy")
+
+    vals = [rng.normal(size=(5, 2, 3)), rng.normal(size=(2, 3)), rng.normal(size=(3, 3))]
+    with without("scan_weight_grad_gemm"):
+        expected = build()(*vals)
+    for a, b in zip(build()(*vals), expected):
+        np.testing.assert_allclose(a, b, rtol=1e-10)
