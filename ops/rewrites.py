@@ -137,3 +137,30 @@ def _is_one(v: Variable) -> bool:
     while v.owner is not None and isinstance(v.owner.op, DimShuffle):
         v = v.owner.inputs[0]
     return isinstance(v, Constant) and v.value.size == 1 and bool(np.all(v.value == 1))
+
+
+@local_rewrite("inc_into_sum", order=30)
+def inc_into_sum(fgraph, node):
+    """``inc_subtensor(zeros, y, key) + b`` -> ``inc_subtensor(b, y, key)`` (same for
+    ``set_subtensor`` into zeros): the pullbacks of several slices of one array become a
+    chain of increments into one buffer instead of full-size temporaries added up."""
+    from symgraph.ops.shape import Alloc
+    from symgraph.ops.subtensor import IncSubtensor
+
+    if not _is_node(node, S.Add):
+        return None
+    out = node.outputs[0]
+    for k, inc in enumerate(node.inputs):
+        other = node.inputs[1 - k]
+        owner = inc.owner
+        if (owner is None or not isinstance(owner.op, IncSubtensor)
+                or other.type.shape != out.type.shape or inc.type.shape != out.type.shape
+                or other.dtype != out.dtype):
+            continue
+        base = owner.inputs[0]
+        if (base.owner is not None and isinstance(base.owner.op, Alloc)
+                and isinstance(base.owner.inputs[0], Constant)
+                and not np.any(base.owner.inputs[0].value)):
+            y, *index_inputs = owner.inputs[1:]
+            return {out: IncSubtensor(owner.op.idx_list)(other, y, *index_inputs)}
+    return None
