@@ -6,6 +6,7 @@ import zipfile
 
 import numpy as np
 import pytest
+
 from symgraph.models import checkpoint
 from symgraph.models.checkpoint import (
     FORMAT_KEY,

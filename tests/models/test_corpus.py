@@ -5,6 +5,7 @@ from collections import Counter
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from symgraph.models.corpus import CorpusError, bundled_corpus_path, read_lines, split_lines
 
 

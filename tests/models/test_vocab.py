@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from symgraph.models.vocab import DEFAULT_SPECIALS, EOS, PAD, UNK, Vocabulary, tokenize
 
 words = st.text(alphabet="abcxyz\0é ", min_size=1, max_size=4)
