@@ -31,6 +31,7 @@ from symgraph.models.batching import BPTTStream, check_mask, make_padded_batches
 from symgraph.models.checkpoint import load_checkpoint, save_checkpoint
 from symgraph.models.corpus import bundled_corpus_path, read_lines, split_lines
 from symgraph.models.lm import LanguageModel, LMFunctions, compile_lm, generate
+from symgraph.models.memory import current_rss_mb, peak_rss_mb
 from symgraph.models.progress import progress_bar
 from symgraph.models.vocab import Vocabulary, tokenize
 
@@ -371,8 +372,9 @@ def evaluate_checkpoint(path: str, corpus: str | None = None,
 # ---- training --------------------------------------------------------------------------
 
 def _run_epoch(fns: LMFunctions, model, data: LMData, cfg: dict, epoch: int,
-               quiet: bool) -> tuple[float, int, float]:
-    """One pass over the training data: ``(mean loss per token, tokens, seconds)``."""
+               quiet: bool) -> tuple[float, int, float, float]:
+    """One pass over the training data: ``(mean loss per token, tokens, seconds, MiB the
+    resident memory grew from the end of the first batch to the end of the epoch)``."""
     if cfg["bptt"]:
         stream = BPTTStream(data.stream(data.train), cfg["batch_size"], cfg["bptt"])
         batches, n_batches = iter(stream), len(stream)
@@ -400,9 +402,12 @@ def _run_epoch(fns: LMFunctions, model, data: LMData, cfg: dict, epoch: int,
                                    f"loss is {loss}; lower --lr or clip with --clip")
         total, count = total + loss * n_tok, count + n_tok
         bar.update(1, loss=total / count)
+        if k == 0:
+            rss_after_first = current_rss_mb()
     seconds = time.perf_counter() - started
     bar.close()
-    return total / max(count, 1), count, seconds
+    growth = current_rss_mb() - rss_after_first if count else 0.0
+    return total / max(count, 1), count, seconds, growth
 
 
 def _print(out, text: str) -> None:
@@ -482,13 +487,15 @@ def train(given: dict, checkpoint: str = DEFAULT_CHECKPOINT, resume: bool = Fals
         for epoch in range(start_epoch, cfg["epochs"] + 1):
             started = time.perf_counter()
             fns.lr.set_value(np.array(_lr(cfg, epoch), dtype=model.dtype))
-            train_loss, tokens, train_s = _run_epoch(fns, model, data, cfg, epoch, quiet)
+            train_loss, tokens, train_s, growth = _run_epoch(fns, model, data, cfg, epoch,
+                                                             quiet)
             valid_loss = (evaluate_lines(fns, model, data, data.valid, cfg)[0]
                           if data.valid else None)
             record = {"epoch": epoch, "train_loss": train_loss, "train_ppl": _ppl(train_loss),
                       "valid_loss": valid_loss, "valid_ppl": _ppl(valid_loss),
                       "tokens_per_s": tokens / max(train_s, 1e-9),
-                      "seconds": time.perf_counter() - started}
+                      "seconds": time.perf_counter() - started,
+                      "peak_memory_mb": peak_rss_mb(), "memory_growth_mb": growth}
             history.append(record)
             _report_epoch(out, record, cfg)
             if cfg["samples"]:
@@ -532,7 +539,7 @@ def _report_epoch(out, r: dict, cfg: dict) -> None:
              if r["valid_loss"] is not None else "no validation")
     _print(out, f"epoch {r['epoch']:>3}/{cfg['epochs']}  train {r['train_loss']:.4f} "
                 f"(ppl {r['train_ppl']:.2f})  {valid}  {r['tokens_per_s']:,.0f} tokens/s  "
-                f"{r['seconds']:.1f} s")
+                f"{r['seconds']:.1f} s  peak memory {r['peak_memory_mb']:,.0f} MiB")
 
 
 def _plot(path: str, history: list[dict]) -> None:

@@ -44,7 +44,8 @@ def test_train_lowers_the_loss_and_writes_the_promised_json(trained):
     assert [e["epoch"] for e in record["epochs"]] == [1, 2]
     for e in record["epochs"]:
         assert set(e) == {"epoch", "train_loss", "train_ppl", "valid_loss", "valid_ppl",
-                          "tokens_per_s", "seconds"}
+                          "tokens_per_s", "seconds", "peak_memory_mb", "memory_growth_mb"}
+        assert e["peak_memory_mb"] > 10 and abs(e["memory_growth_mb"]) < 50
         assert e["train_ppl"] == pytest.approx(np.exp(e["train_loss"]))
         assert e["valid_ppl"] == pytest.approx(np.exp(e["valid_loss"]))
         assert e["tokens_per_s"] > 0 and e["seconds"] > 0
