@@ -14,8 +14,10 @@ from functools import cache
 import numpy as np
 import scipy.special
 
+from symgraph.op import Props
 
-class ScalarOp:
+
+class ScalarOp(Props):
     """An elementwise function of ``nin`` scalars."""
 
     __props__: tuple[str, ...] = ()
@@ -25,15 +27,6 @@ class ScalarOp:
     commutative = False
     #: names of helper functions the template calls (defined by each backend's prelude)
     helpers: tuple[str, ...] = ()
-
-    def _props(self):
-        return tuple(getattr(self, p) for p in self.__props__)
-
-    def __eq__(self, other) -> bool:
-        return type(self) is type(other) and self._props() == other._props()
-
-    def __hash__(self) -> int:
-        return hash((type(self), self._props()))
 
     def __repr__(self) -> str:
         props = self._props()

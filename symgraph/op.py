@@ -57,13 +57,10 @@ class NotImplementedGrad:
         )
 
 
-class Op:
-    """Base class of graph operations; see the module docstring for the contract."""
+class Props:
+    """Equality and hashing derived from the attributes named in ``__props__``."""
 
     __props__: tuple[str, ...] = ()
-    #: False for ops whose result must not be precomputed at compile time
-    #: (random draws, large allocations).
-    foldable: bool = True
 
     def _props(self) -> tuple:
         return tuple(getattr(self, p) for p in self.__props__)
@@ -73,6 +70,14 @@ class Op:
 
     def __hash__(self) -> int:
         return hash((type(self), self._props()))
+
+
+class Op(Props):
+    """Base class of graph operations; see the module docstring for the contract."""
+
+    #: False for ops whose result must not be precomputed at compile time
+    #: (random draws, large allocations).
+    foldable: bool = True
 
     def __str__(self) -> str:
         name = type(self).__name__
