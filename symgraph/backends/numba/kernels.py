@@ -1,0 +1,376 @@
+"""Hand-written compiled kernels that lowerings call from generated code: copies and
+fills, matrix products, softmax family, cross-entropies, gather / scatter-add.
+
+They are generic over dtype, rank and layout (numba specialises them on first use) and
+compiled with ``cache=True``, so a specialisation compiled once is loaded from numba's
+disk cache by later processes. Every kernel that produces an array takes an ``out``
+buffer and returns the array it wrote: ``out`` itself when its shape is right (a
+preallocated per-step buffer inside a compiled scan), else a fresh array (top-level code
+passes an empty placeholder). A failed check raises :class:`SGRuntimeError`; the runner
+then reproduces the reference interpreter's error.
+
+They avoid numba features that are slow to compile (array-to-array assignment and
+``np.broadcast_to`` pull in error-message formatting that took 3 s to compile).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+from numba.extending import overload
+
+from symgraph.backends.numba.prelude import JIT_OPTIONS, SGRuntimeError, sg_exp32
+
+__all__ = ["sg_arange", "sg_buffer", "sg_copy", "sg_copy_exact", "sg_dot_loops", "sg_dot_vec", "sg_fill",
+           "sg_gemm", "sg_index", "sg_nll_ids", "sg_scatter", "sg_scatter_into",
+           "sg_shape", "sg_slice", "sg_softmax", "sg_take", "sg_vector", "sg_xent_ids",
+           "sg_xent_rows"]
+
+jit = numba.njit(**JIT_OPTIONS)
+
+
+def _exp(x):  # pragma: no cover - replaced by the overload inside compiled code
+    return math.exp(x)
+
+
+@overload(_exp, jit_options={"error_model": "numpy"})
+def _exp_overload(x):
+    if x == numba.types.float32:
+        return lambda x: sg_exp32(x)
+    return lambda x: math.exp(x)
+
+
+def _copy_loops(out, x):  # pragma: no cover - replaced by the overload below
+    raise NotImplementedError
+
+
+def _nd_copy_source(ndim: int) -> str:
+    idx = ", ".join(f"i{k}" for k in range(ndim))
+    lines = ["def copy(out, x):"]
+    for k in range(ndim):
+        lines.append("    " * (k + 1) + f"for i{k} in range(x.shape[{k}]):")
+    lines.append("    " * (ndim + 1) + f"out[{idx}] = x[{idx}]")
+    return "\n".join(lines)
+
+
+@overload(_copy_loops, jit_options={"error_model": "numpy"})
+def _copy_overload(out, x):
+    if x.ndim == 0:
+        return None
+    if x.layout == "C":
+        def flat(out, x):
+            o, s = out.reshape(out.size), x.reshape(x.size)
+            for i in range(s.size):
+                o[i] = s[i]
+        return flat
+    namespace: dict = {}
+    exec(_nd_copy_source(x.ndim), namespace)
+    return namespace["copy"]
+
+
+# ---- buffers and small helpers -----------------------------------------------------------
+
+@jit
+def _same(a, b):
+    for k in range(len(a)):
+        if a[k] != b[k]:
+            return False
+    return True
+
+
+@jit
+def sg_buffer(out, shape):
+    """``out`` when it has ``shape``, else a new array of ``out``'s dtype."""
+    if not _same(out.shape, shape):
+        return np.empty(shape, out.dtype)
+    return out
+
+
+@jit
+def sg_copy(x, out):
+    """A C-contiguous copy of ``x`` (into ``out`` when it fits)."""
+    out = sg_buffer(out, x.shape)
+    _copy_loops(out, x)
+    return out
+
+
+@jit
+def sg_copy_exact(x, out):
+    """Copy ``x`` into ``out``, which must have the same shape (a scan step's new carry
+    into the carry buffer, or a step output into its slot)."""
+    if not _same(x.shape, out.shape):
+        raise SGRuntimeError()
+    _copy_loops(out, x)
+    return out
+
+
+@jit
+def sg_fill(out, shape, value):
+    """An array of ``shape`` filled with the scalar ``value``."""
+    out = sg_buffer(out, shape)
+    flat = out.reshape(out.size)
+    for i in range(flat.size):
+        flat[i] = value
+    return out
+
+
+@jit
+def sg_shape(x):
+    """``x.shape`` as an int64 vector."""
+    out = np.empty(x.ndim, np.int64)
+    for k in range(x.ndim):
+        out[k] = x.shape[k]
+    return out
+
+
+@jit
+def sg_vector(values, out):
+    """A vector from a tuple of scalars."""
+    out = sg_buffer(out, (len(values),))
+    for k in range(len(values)):
+        out[k] = values[k]
+    return out
+
+
+@jit
+def sg_arange(start, stop, step, out):
+    """``np.arange(start, stop, step)`` into ``out``'s dtype."""
+    if step == 0:
+        raise SGRuntimeError()
+    n = max(int(math.ceil((stop - start) / step)), 0)
+    out = sg_buffer(out, (n,))
+    for i in range(n):
+        out[i] = start + i * step
+    return out
+
+
+@jit
+def sg_index(i, n):
+    """``i`` normalised to ``[0, n)``; raises when ``i`` is outside ``[-n, n)``."""
+    if i < -n or i >= n:
+        raise SGRuntimeError()
+    return i + n if i < 0 else i
+
+
+@jit
+def sg_slice(start, stop, n):
+    """``(start, length)`` of ``range(n)[start:stop]`` (Python's rules, step 1)."""
+    if start < 0:
+        start = max(start + n, 0)
+    elif start > n:
+        start = n
+    if stop < 0:
+        stop = max(stop + n, 0)
+    elif stop > n:
+        stop = n
+    return start, max(stop - start, 0)
+
+
+# ---- matrix products ------------------------------------------------------------------
+
+@jit
+def sg_gemm(a, b, out):
+    """``a @ b`` for float matrices through BLAS (numba's ``np.dot`` into ``out``)."""
+    if a.shape[1] != b.shape[0]:
+        raise SGRuntimeError()
+    out = sg_buffer(out, (a.shape[0], b.shape[1]))
+    np.dot(a, b, out)
+    return out
+
+
+@jit
+def sg_dot_loops(a, b, out):
+    """``a @ b`` for integer matrices (no BLAS): a plain triple loop."""
+    m, k, n = a.shape[0], a.shape[1], b.shape[1]
+    if k != b.shape[0]:
+        raise SGRuntimeError()
+    out = sg_buffer(out, (m, n))
+    for i in range(m):
+        for j in range(n):
+            out[i, j] = 0
+        for p in range(k):
+            aip = a[i, p]
+            for j in range(n):
+                out[i, j] += aip * b[p, j]
+    return out
+
+
+@jit
+def sg_dot_vec(a, b):
+    """``np.dot`` with a vector operand (float: BLAS)."""
+    if a.shape[a.ndim - 1] != b.shape[0]:
+        raise SGRuntimeError()
+    return np.dot(a, b)
+
+
+# ---- softmax family ---------------------------------------------------------------------
+
+@jit
+def _split(shape, axis):
+    pre, post = 1, 1
+    for k in range(axis):
+        pre *= shape[k]
+    for k in range(axis + 1, len(shape)):
+        post *= shape[k]
+    return pre, shape[axis], post
+
+
+@jit
+def sg_softmax(x, axis, log, out):
+    """Softmax (``log=False``) or log-softmax along ``axis``, shifted by the maximum."""
+    out = sg_buffer(out, x.shape)
+    pre, k, post = _split(x.shape, axis)
+    if k == 0:
+        return out
+    x3 = np.ascontiguousarray(x).reshape((pre, k, post))
+    o3 = out.reshape((pre, k, post))
+    for p in range(pre):
+        for q in range(post):
+            m = x3[p, 0, q]
+            for j in range(1, k):
+                v = x3[p, j, q]
+                if v > m or v != v:
+                    m = v
+            total = 0.0
+            for j in range(k):
+                e = _exp(x3[p, j, q] - m)
+                o3[p, j, q] = e
+                total += e
+            if log:
+                lse = m + math.log(total)
+                for j in range(k):
+                    o3[p, j, q] = x3[p, j, q] - lse
+            else:
+                inv = 1.0 / total
+                for j in range(k):
+                    o3[p, j, q] = o3[p, j, q] * inv
+    return out
+
+
+@jit
+def _row_logsumexp(x2, r):
+    k = x2.shape[1]
+    m = x2[r, 0]
+    for j in range(1, k):
+        v = x2[r, j]
+        if v > m or v != v:
+            m = v
+    total = 0.0
+    for j in range(k):
+        total += _exp(x2[r, j] - m)
+    return m + math.log(total)
+
+
+@jit
+def sg_xent_ids(x, ids, out):
+    """Softmax cross-entropy on logits ``x`` (..., K) with class ids (...):
+    ``logsumexp(x) - x[..., id]`` per row."""
+    k = x.shape[x.ndim - 1]
+    if k == 0 or not _same(x.shape[:-1], ids.shape):
+        raise SGRuntimeError()
+    out = sg_buffer(out, ids.shape)
+    x2 = np.ascontiguousarray(x).reshape((x.size // k, k))
+    i1 = np.ascontiguousarray(ids).reshape(ids.size)
+    o1 = out.reshape(out.size)
+    for r in range(x2.shape[0]):
+        c = i1[r]
+        if c < 0 or c >= k:
+            raise SGRuntimeError()
+        o1[r] = _row_logsumexp(x2, r) - x2[r, c]
+    return out
+
+
+@jit
+def sg_xent_rows(x, t, out):
+    """Softmax cross-entropy on logits ``x`` (..., K) with target rows ``t`` (..., K):
+    ``-sum_k t_k (x_k - logsumexp(x))``."""
+    k = x.shape[x.ndim - 1]
+    if k == 0 or not _same(x.shape, t.shape):
+        raise SGRuntimeError()
+    out = sg_buffer(out, x.shape[:-1])
+    x2 = np.ascontiguousarray(x).reshape((x.size // k, k))
+    t2 = np.ascontiguousarray(t).reshape((t.size // k, k))
+    o1 = out.reshape(out.size)
+    for r in range(x2.shape[0]):
+        lse = _row_logsumexp(x2, r)
+        total = 0.0
+        for j in range(k):
+            total += t2[r, j] * (x2[r, j] - lse)
+        o1[r] = -total
+    return out
+
+
+@jit
+def sg_nll_ids(p, ids, out):
+    """``-log p[..., id]`` per row (cross-entropy of probabilities with class ids)."""
+    k = p.shape[p.ndim - 1]
+    if not _same(p.shape[:-1], ids.shape):
+        raise SGRuntimeError()
+    out = sg_buffer(out, ids.shape)
+    p2 = np.ascontiguousarray(p).reshape((p.size // max(k, 1), k))
+    i1 = np.ascontiguousarray(ids).reshape(ids.size)
+    o1 = out.reshape(out.size)
+    for r in range(p2.shape[0]):
+        c = i1[r]
+        if c < 0 or c >= k:
+            raise SGRuntimeError()
+        o1[r] = -math.log(p2[r, c])
+    return out
+
+
+# ---- gather and scatter-add on the leading axis ------------------------------------------
+
+@jit
+def sg_take(x, idx, out):
+    """``x[idx]`` for an integer array ``idx`` (any rank): rows of ``x``."""
+    n = x.shape[0]
+    out = sg_buffer(out, idx.shape + x.shape[1:])
+    row = x.size // n if n else 0
+    x2 = np.ascontiguousarray(x).reshape((n, row))
+    i1 = np.ascontiguousarray(idx).reshape(idx.size)
+    o2 = out.reshape((idx.size, row))
+    for r in range(i1.size):
+        i = i1[r]
+        if i < -n or i >= n:
+            raise SGRuntimeError()
+        if i < 0:
+            i += n
+        for j in range(row):
+            o2[r, j] = x2[i, j]
+    return out
+
+
+@jit
+def sg_scatter_into(out, y, idx, set_mode):
+    """Add the rows ``y`` to (or, with ``set_mode``, write them into) the rows ``idx`` of
+    the C-contiguous ``out``, in place; repeated indices accumulate. ``y`` has the full
+    region shape ``idx.shape + out.shape[1:]``."""
+    n = out.shape[0]
+    if not _same(y.shape, idx.shape + out.shape[1:]):
+        raise SGRuntimeError()
+    row = out.size // n if n else 0
+    o2 = out.reshape((n, row))
+    i1 = np.ascontiguousarray(idx).reshape(idx.size)
+    y2 = np.ascontiguousarray(y).reshape((idx.size, row))
+    for r in range(i1.size):
+        i = i1[r]
+        if i < -n or i >= n:
+            raise SGRuntimeError()
+        if i < 0:
+            i += n
+        if set_mode:
+            for j in range(row):
+                o2[i, j] = y2[r, j]
+        else:
+            for j in range(row):
+                o2[i, j] += y2[r, j]
+    return out
+
+
+@jit
+def sg_scatter(x, y, idx, set_mode, out):
+    """A copy of ``x`` with :func:`sg_scatter_into` applied."""
+    out = sg_copy(x, out)
+    return sg_scatter_into(out, y, idx, set_mode)

@@ -1,0 +1,104 @@
+"""Lowerings of matrix products, reductions and the softmax / cross-entropy ops.
+
+Float matrix products go through numba's ``np.dot`` (scipy's BLAS): every product of a
+compiled function uses that one BLAS, never numpy's. Reductions are generated loop
+nests (one kernel per kind, rank, axes and dtypes), accumulating float sums in float64.
+"""
+
+from __future__ import annotations
+
+from symgraph.backends.numba import gen
+from symgraph.backends.numba.lower_basic import contiguous
+from symgraph.backends.numba.registry import lower
+from symgraph.ops.blas import Dot
+from symgraph.ops.nnet import CrossEntropyIndexed, LogSoftmax, Softmax, SoftmaxCrossEntropy
+from symgraph.ops.reduce import Argmax, Reduce
+
+_FLOATS = ("float32", "float64")
+
+
+@lower.register(Dot)
+def _dot(op, node, ctx):
+    (a, b), (out,) = node.inputs, node.outputs
+    if out.dtype not in _FLOATS:
+        if a.ndim == 2 and b.ndim == 2:
+            return ctx.bind(out, ctx.call("sg_dot_loops", [ctx.ref(a), ctx.ref(b),
+                                                           ctx.buffer(out)]))
+        return ctx.fallback(node)
+    operands = [ctx.ref(v) if ctx.layout(v) in "CF" else contiguous(ctx, v) for v in (a, b)]
+    if a.ndim == 2 and b.ndim == 2:
+        return ctx.bind(out, ctx.call("sg_gemm", operands + [ctx.buffer(out)]))
+    ctx.bind(out, ctx.call("sg_dot_vec", operands))
+
+
+# ---- reductions ---------------------------------------------------------------------------
+
+def _emit_reduce(ctx, node, kind, axes, keepdims, arg) -> None:
+    """One kernel per kind, dtype, rank and axes; ``keepdims`` is a reshape of its
+    result (so both forms share the kernel)."""
+    (x,), (out,) = node.inputs, node.outputs
+    if x.ndim == 0:
+        return ctx.alias(out, "np.int64(0)" if arg else ctx.ref(x), "C")
+    name = ctx.kernel(*gen.reduce_kernel(kind, x.dtype, out.dtype, x.ndim, tuple(axes),
+                                         False, arg))
+    kept = [a for a in range(x.ndim) if a not in axes]
+    if not keepdims or len(kept) == out.ndim:
+        buf = ctx.buffer(out) if out.ndim else ctx.state.dummy(1, out.dtype)
+        return ctx.bind(out, ctx.call(name, [ctx.ref(x), buf]))
+    if not kept:  # a scalar result, as an array of 1s
+        shape = "(" + "1, " * out.ndim + ")"
+        value = ctx.call(name, [ctx.ref(x), ctx.state.dummy(1, out.dtype)])
+        return ctx.bind(out, ctx.call("sg_fill", [ctx.buffer(out), shape, value]))
+    reduced = ctx.call(name, [ctx.ref(x), ctx.state.dummy(len(kept), out.dtype)])
+    dims = ", ".join("1" if a in axes else f"{ctx.ref(x)}.shape[{a}]" for a in range(x.ndim))
+    ctx.bind(out, f"{reduced}.reshape(({dims},))", "C")
+
+
+@lower.register(Reduce)
+def _reduce(op, node, ctx):
+    _emit_reduce(ctx, node, op.kind, op.axes, op.keepdims, arg=False)
+
+
+@lower.register(Argmax)
+def _argmax(op, node, ctx):
+    x = node.inputs[0]
+    axes = tuple(range(x.ndim)) if op.axis is None else (op.axis,)
+    _emit_reduce(ctx, node, op.kind, axes, op.keepdims, arg=True)
+
+
+# ---- softmax and cross-entropies -------------------------------------------------------------
+
+@lower.register(Softmax)
+@lower.register(LogSoftmax)
+def _softmax(op, node, ctx):
+    (x,), (out,) = node.inputs, node.outputs
+    log = isinstance(op, LogSoftmax)
+    ctx.bind(out, ctx.call("sg_softmax", [ctx.ref(x), str(op.axis % x.ndim), str(log),
+                                          ctx.buffer(out)]))
+
+
+@lower.register(SoftmaxCrossEntropy)
+def _softmax_xent(op, node, ctx):
+    (x, t), (out,) = node.inputs, node.outputs
+    kernel = "sg_xent_ids" if t.type.is_integer else "sg_xent_rows"
+    _row_kernel(ctx, kernel, x, t, out)
+
+
+@lower.register(CrossEntropyIndexed)
+def _nll(op, node, ctx):
+    (p, y), (out,) = node.inputs, node.outputs
+    _row_kernel(ctx, "sg_nll_ids", p, y, out)
+
+
+def _row_kernel(ctx, kernel: str, x, t, out) -> None:
+    """Call a per-row kernel; a single row (0-d result) goes through a 1-row view."""
+    if out.ndim:
+        return ctx.bind(out, ctx.call(kernel, [ctx.ref(x), ctx.ref(t), ctx.buffer(out)]))
+    tref = ctx.ref(t)
+    if t.ndim == 0:
+        t2 = ctx.call("sg_fill", [ctx.state.dummy(1, t.dtype), "(1,)", tref])
+    else:
+        t2 = f"{contiguous(ctx, t)}.reshape((1, -1))"
+    x2 = f"{contiguous(ctx, x)}.reshape((1, -1))"
+    dummy = ctx.state.dummy(1, out.dtype)
+    ctx.bind(out, ctx.call(kernel, [x2, t2, dummy]) + "[0]")

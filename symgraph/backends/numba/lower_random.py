@@ -1,0 +1,44 @@
+"""Random draws: numpy's Philox generator is called from compiled code through numba's
+object mode, so the draws are exactly the reference interpreter's (same seed, same
+numbers). The helper is a module-level function, so graphs using it stay cacheable."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from symgraph.ops.random import RandomVariable, generator
+
+from symgraph.backends.numba.registry import lower
+
+_DISTS = ("uniform", "normal", "binomial")
+_DTYPES = ("float32", "float64", "int8", "int16", "int32", "int64", "uint8", "uint16",
+           "uint32", "uint64", "bool")
+_NUMBA_NAMES = {"bool": "boolean"}
+
+
+def sg_draw(dist: int, dtype: int, state, p0, p1, shape):
+    """A draw of ``RandomVariable(_DISTS[dist], _DTYPES[dtype])`` (plain Python, run in
+    object mode): a C-contiguous array, or a numpy scalar for ``shape == ()``."""
+    op = RandomVariable(_DISTS[dist], _DTYPES[dtype])
+    shape = tuple(int(d) for d in shape)
+    if any(d < 0 for d in shape):
+        raise ValueError(f"negative size {shape}")
+    out = np.asarray(op._draw(generator(np.asarray(state)), np.asarray(p0), np.asarray(p1),
+                              shape), dtype=op.dtype)
+    return out[()] if not shape else np.ascontiguousarray(out)
+
+
+@lower.register(RandomVariable)
+def _random(op, node, ctx):
+    if op.dist not in _DISTS or op.dtype not in _DTYPES:
+        return ctx.fallback(node)
+    (state, p0, p1, *dims), (out,) = node.inputs, node.outputs
+    name = ctx.name_for(out)
+    base = _NUMBA_NAMES.get(out.dtype, out.dtype)
+    typ = base if out.ndim == 0 else f"{base}[{', '.join([':'] * (out.ndim - 1) + ['::1'])}]"
+    shape = "(" + "".join(f"{ctx.ref(d)}, " for d in dims) + ")"
+    args = f"{_DISTS.index(op.dist)}, {_DTYPES.index(op.dtype)}, {ctx.ref(state)}, " \
+           f"{ctx.ref(p0)}, {ctx.ref(p1)}, {shape}"
+    ctx.emit(f"with numba.objmode({name}='{typ}'):")
+    ctx.emit(f"    {name} = sg_draw({args})")
+    ctx.note(out, "C", owned=True)

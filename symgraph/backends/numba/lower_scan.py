@@ -1,0 +1,109 @@
+"""Compiled scan: a ``for`` loop over time with the inner graph emitted inline.
+
+For a Scan node ``[n_steps, *seqs, *inits, *nonseqs] -> [*carry_outs, *stacked_outs]``::
+
+    n = n_steps                         # checked against the sequence lengths
+    H = np.empty((n,) + init.shape)     # carry history (keep_history), or two buffers
+    c = init                            # the current carry (C-contiguous)
+    for t in range(n):
+        x = seq[t]
+        ... inner graph: every array it computes is a per-step buffer, declared before
+            the loop and reused from step to step (kernels reallocate only when a shape
+            changes) ...
+        H[t] = new_c; c = H[t]          # or copy into the buffer not read this step
+        Y[t] = y                        # Y allocated at t == 0 (its shape is known then)
+
+Values leave a step only by these copies, so reusing the step's buffers is safe; the
+backward scan built by ``symgraph.scan.pullback`` is just another Scan and compiles the
+same way. No Python object is touched inside the loop.
+"""
+
+from __future__ import annotations
+
+from symgraph.backends.numba.emitter import dtype_expr
+from symgraph.backends.numba.lower_basic import contiguous
+from symgraph.backends.numba.registry import lower
+from symgraph.scan.op import Scan
+
+
+@lower.register(Scan)
+def _scan(op, node, ctx):
+    from symgraph.backends.numba.compiler import emit_graph
+
+    n_steps, seqs, inits, nonseqs = op.split_inputs(list(node.inputs))
+    inner = op.inner
+    tag = ctx.name_for(node.outputs[0]) if node.outputs else f"s{id(node)}"
+    n, t = f"{tag}_n", f"{tag}_t"
+    ctx.emit(f"{n} = {ctx.ref(n_steps)}")
+    seq_refs = []
+    cmp = "!=" if op.exact_length else "<"
+    ctx.check(" or ".join([f"{n} < 0"] + [f"{ctx.ref(q)}.shape[0] {cmp} {n}" for q in seqs]))
+    for k, seq in enumerate(seqs):
+        if seq.ndim > 1 and ctx.layout(seq) != "C":  # e.g. a reversed view: step slices
+            copy = ctx.call("sg_copy", [ctx.ref(seq), ctx.state.dummy(seq.ndim, seq.dtype)])
+            ctx.emit(f"{tag}_x{k} = {copy}")  # would be strided
+            seq_refs.append(f"{tag}_x{k}")
+        else:
+            seq_refs.append(ctx.ref(seq))
+
+    carries, histories, buffers = [], [], []
+    for k, init in enumerate(inits):
+        cur = f"{tag}_c{k}"
+        carries.append(cur)
+        ctx.emit(f"{cur} = {contiguous(ctx, init) if init.ndim else ctx.ref(init)}")
+        hist, bufs = None, None
+        if op.keep_history[k]:
+            hist = ctx.name_for(node.outputs[k])
+            shape = f"({n},)" if init.ndim == 0 else f"({n},) + {cur}.shape"
+            ctx.emit(f"{hist} = np.empty({shape}, {dtype_expr(init.dtype)})")
+        elif init.ndim:  # two buffers: a step never writes the carry it reads
+            bufs = f"{tag}_b{k}"
+            ctx.emit(f"{bufs} = np.empty((2,) + {cur}.shape, {dtype_expr(init.dtype)})")
+        histories.append(hist)
+        buffers.append(bufs)
+    stacked = []
+    for j, out in enumerate(inner.outputs[op.n_carry:]):
+        name = ctx.name_for(node.outputs[op.n_carry + j])
+        empty = tuple([0] + [s or 0 for s in out.type.shape])
+        ctx.emit(f"{name} = np.empty({empty}, {dtype_expr(out.dtype)})")
+        stacked.append(name)
+
+    ctx.emit(f"for {t} in range({n}):")
+    body = ctx.child()
+    n_seq = len(seqs)
+    for slot, ref in zip(inner.inputs[:n_seq], seq_refs):
+        body.bind(slot, f"{ref}[{t}]", "C", owned=False)
+    for slot, cur in zip(inner.inputs[n_seq:n_seq + op.n_carry], carries):
+        body.alias(slot, cur, "C")
+    for slot, outer in zip(inner.inputs[n_seq + op.n_carry:], nonseqs):
+        body.alias(slot, ctx.ref(outer), ctx.layout(outer))
+    emit_graph(body, inner.inputs, inner.outputs)
+
+    for k, new in enumerate(inner.outputs[:op.n_carry]):
+        value, cur = body.ref(new), carries[k]
+        if new.ndim == 0:
+            if histories[k]:
+                body.emit(f"{histories[k]}[{t}] = {value}")
+            body.emit(f"{cur} = {value}")
+            continue
+        slot = f"{histories[k]}[{t}]" if histories[k] else f"{buffers[k]}[{t} % 2]"
+        body.emit(f"{cur} = {body.call('sg_copy_exact', [value, slot])}")
+    for j, (new, name) in enumerate(zip(inner.outputs[op.n_carry:], stacked)):
+        value = body.ref(new)
+        if new.ndim:
+            body.emit(f"if {t} == 0: {name} = np.empty(({n},) + {value}.shape, "
+                      f"{dtype_expr(new.dtype)})")
+        else:
+            body.emit(f"if {t} == 0: {name} = np.empty({n}, {dtype_expr(new.dtype)})")
+        if new.ndim:
+            body.emit(body.call("sg_copy_exact", [value, f"{name}[{t}]"]))
+        else:
+            body.emit(f"{name}[{t}] = {value}")
+
+    for k, out in enumerate(node.outputs[:op.n_carry]):
+        if histories[k]:
+            ctx.note(out, "C", owned=True)
+        else:
+            ctx.alias(out, carries[k], "C")
+    for out in node.outputs[op.n_carry:]:
+        ctx.note(out, "C", owned=True)

@@ -1,0 +1,288 @@
+"""The numba backend against the numpy reference, op by op: values, dtypes and shapes
+must agree (hypothesis over shapes, broadcast patterns, dtypes and values).
+
+Compiling is the slow part, so each graph is compiled once (``compiled`` caches the pair
+of functions by a key) and hypothesis only varies the values and run-time shapes.
+"""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import symgraph as sg
+import symgraph.tensor as T
+
+_COMPILED: dict = {}
+
+
+def compiled(key, build):
+    """``(numba_fn, numpy_fn)`` for the graph ``build() -> (inputs, outputs)``, once per
+    key."""
+    if key not in _COMPILED:
+        inputs, outputs = build()
+        _COMPILED[key] = tuple(sg.function(inputs, outputs, mode=mode,
+                                           on_unused_input="ignore")
+                               for mode in ("numba", "numpy"))
+    return _COMPILED[key]
+
+
+def assert_same(got, want, rtol=2e-6, atol=1e-6, what=""):
+    """Equal dtype and shape, values to tolerance (exact for ints and bools)."""
+    got, want = (got if isinstance(got, list) else [got]), (
+        want if isinstance(want, list) else [want])
+    assert len(got) == len(want)
+    for k, (g, w) in enumerate(zip(got, want)):
+        g, w = np.asarray(g), np.asarray(w)
+        label = f"{what} output {k}"
+        assert g.dtype == w.dtype, f"{label}: dtype {g.dtype} != {w.dtype}"
+        assert g.shape == w.shape, f"{label}: shape {g.shape} != {w.shape}"
+        if w.dtype.kind == "f":
+            np.testing.assert_allclose(g, w, rtol=rtol, atol=atol, err_msg=label)
+        else:
+            np.testing.assert_array_equal(g, w, err_msg=label)
+
+
+def run_both(fns, *values, **tol):
+    numba_fn, numpy_fn = fns
+    assert_same(numba_fn(*values), numpy_fn(*values), **tol)
+
+
+def values(shape, dtype, seed, low=-2.0, high=2.0):
+    rng = np.random.default_rng(seed)
+    if dtype == "bool":
+        return rng.random(shape) > 0.5
+    if np.dtype(dtype).kind in "iu":
+        return rng.integers(int(low) - 3, int(high) + 4, shape).astype(dtype)
+    return rng.uniform(low, high, shape).astype(dtype)
+
+
+def sym(pattern, dtype, name):
+    """A variable whose static shape has 1 where ``pattern`` says so (broadcastable)."""
+    return T.tensor(dtype, tuple(1 if b else None for b in pattern), name=name)
+
+
+def shape_for(pattern, sides):
+    return tuple(1 if b else n for b, n in zip(pattern, sides))
+
+
+# ---- elementwise -------------------------------------------------------------------------
+
+BINARY_FLOAT = [T.add, T.sub, T.mul, T.true_div, T.maximum, T.minimum, T.lt, T.ge, T.eq,
+                lambda a, b: T.switch(T.gt(a, b), a, b), lambda a, b: abs(a) ** T.clip(b, -2, 2)]
+DTYPE_PAIRS = [("float32", "float32"), ("float64", "float32"), ("int32", "float32"),
+               ("int64", "int64"), ("bool", "float64")]
+
+
+def _binary_graph(da, db):
+    """Binary ops between a full matrix and operands of each broadcast pattern (full,
+    a row, a column, a 0-d value); each pattern is one fused loop."""
+    a = sym((False, False), da, "a")
+    others = [sym((False, False), db, "b"), sym((True, False), db, "row"),
+              sym((False, True), db, "col"), T.tensor(db, (), name="s")]
+    outs = []
+    for b in others:
+        if "int" in da + db or "bool" in da + db:
+            outs += [a + b, a * b, T.maximum(a, b), T.lt(a, b), (a - b) * 2 + 1, a * 1.5 + b]
+        else:
+            outs += [op(a, b) for op in BINARY_FLOAT] + [(a * b + 1.0) / (abs(b) + 1.0)]
+    outs.append(others[2] * others[1])  # outer broadcast: (n, 1) * (1, m)
+    return [a] + others, outs
+
+
+@given(pair=st.sampled_from(DTYPE_PAIRS), sides=st.tuples(st.integers(1, 4),
+                                                          st.integers(1, 5)),
+       seed=st.integers(0, 99))
+def test_binary_fused_broadcast_mixed_dtypes(pair, sides, seed):
+    """Fused loops of binary ops with static-1 broadcasting and mixed dtypes."""
+    da, db = pair
+    fns = compiled(("binary", pair), lambda: _binary_graph(da, db))
+    n, m = sides
+    vb = [values(s, db, seed + k, 0.5, 2.0) for k, s in enumerate([(n, m), (1, m), (n, 1),
+                                                                    ()])]
+    run_both(fns, values((n, m), da, seed), *vb, rtol=2e-6, atol=2e-6)
+
+
+def _unary_graph(dtype):
+    x = T.tensor(dtype, (None, None), name="x")
+    pos = abs(x) + 0.5
+    outs = [-x, abs(x), T.sgn(x), T.exp(x), T.log(pos), T.log1p(pos), T.expm1(x),
+            T.sqrt(pos), T.tanh(x), T.sigmoid(x), T.softplus(x), T.relu(x), T.sin(x),
+            T.cos(x), T.floor(x * 3), T.ceil(x * 3), T.round(x * 2), T.cast(x * 3, "int32"),
+            T.cast(x, "float64" if dtype == "float32" else "float32"), T.cast(x > 0, dtype),
+            T.identity(x), T.sqr(x), T.inv(pos)]
+    return [x], outs
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@given(shape=st.tuples(st.integers(1, 5), st.integers(1, 70)), scale=st.sampled_from(
+    [1.0, 30.0]), seed=st.integers(0, 99))
+def test_unary(dtype, shape, scale, seed):
+    """Every unary op; float32 exp/tanh/sigmoid use the vectorisable formulations."""
+    fns = compiled(("unary", dtype), lambda: _unary_graph(dtype))
+    x = values(shape, dtype, seed, -scale, scale)
+    tol = {"rtol": 5e-6, "atol": 1e-6} if dtype == "float32" else {"rtol": 1e-12,
+                                                                      "atol": 1e-12}
+    run_both(fns, x, **tol)
+
+
+def test_integer_and_bool_ops():
+    def build():
+        i, n = T.imatrix("i"), T.lvector("n")
+        return [i, n], [i + n, i * n, i // n, i % n, -i, abs(i), i * 2, i / n,
+                        T.maximum(i, n), i + 1.5, ~(i > 0), (i > 0) & (i < 3),
+                        (i > 0) | (i < -3), T.sgn(i), i ** 2]
+
+    fns = compiled("int", build)
+    rng = np.random.default_rng(0)
+    run_both(fns, rng.integers(-9, 10, (3, 4)).astype("int32"), np.array([1, -2, 3, 7]))
+
+
+def test_scalar_graph_and_zero_d_values():
+    """0-d inputs, outputs and shared values (numba scalars inside)."""
+    def build():
+        a, b = T.dscalar("a"), T.lscalar("b")
+        return [a, b], [a * b + 1, T.exp(a), T.cast(b, "float32") / 3, a > 1]
+
+    run_both(compiled("scalars", build), np.float64(1.25), np.int64(3))
+
+
+# ---- reductions, products ------------------------------------------------------------------
+
+def _reduce_graph(dtype):
+    x = T.tensor(dtype, (None, None, None), name="x")
+    outs = []
+    for axis in [None, 1, (0, 2)]:
+        outs += [x.sum(axis), x.sum(axis, keepdims=True), x.max(axis), x.min(axis, True),
+                 x.mean(axis)]
+    outs += [(x * 0.5).prod(0) if dtype == "float32" else x.prod(0), T.argmax(x),
+             T.argmax(x, axis=1), T.argmin(x, axis=2, keepdims=True)]
+    return [x], outs
+
+
+@pytest.mark.parametrize("dtype", ["float32", "int64"])
+@given(shape=st.tuples(st.integers(1, 4), st.integers(1, 4), st.integers(1, 5)),
+       seed=st.integers(0, 99))
+def test_reductions(dtype, shape, seed):
+    fns = compiled(("reduce", dtype), lambda: _reduce_graph(dtype))
+    run_both(fns, values(shape, dtype, seed), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int64"])
+@given(m=st.integers(1, 5), k=st.integers(0, 6), n=st.integers(1, 5), seed=st.integers(0, 9))
+def test_dot(dtype, m, k, n, seed):
+    """Matrix, vector and transposed products (float: BLAS, ints: loops)."""
+    def build():
+        a = T.tensor(dtype, (None, None), name="a")
+        b = T.tensor(dtype, (None, None), name="b")
+        v = T.tensor(dtype, (None,), name="v")
+        outs = [T.dot(a, b), T.dot(b.T, a.T)]
+        if dtype != "int64":
+            outs += [T.dot(a, v), T.dot(v, b), T.dot(v, v), T.dot(a.T, a)]
+        return [a, b, v], outs
+
+    fns = compiled(("dot", dtype), build)
+    run_both(fns, values((m, k), dtype, seed), values((k, n), dtype, seed + 1),
+             values((k,), dtype, seed + 2), rtol=1e-5, atol=1e-5)
+
+
+# ---- shapes, allocation, joins --------------------------------------------------------------
+
+def test_shape_ops():
+    def build():
+        x, v = T.fmatrix("x"), T.fvector("v")
+        x3 = T.ftensor3("x3")
+        return [x, v, x3], [
+            x.reshape((x.shape[1], -1)), x.flatten(), x.T, x.dimshuffle(1, "x", 0),
+            v.dimshuffle("x", 0), x3.dimshuffle(2, 0, 1), x3.dimshuffle(1, "x", 2, 0) * 2,
+            T.concatenate([x, 2 * x], axis=0), T.concatenate([x, x, x], axis=1),
+            T.stack([v, v * 2]), T.zeros((x.shape[0], 2)), T.ones_like(x), T.alloc(v, 3, 4),
+            T.arange(x.shape[0] + 2), T.arange(1.0, 2.0, 0.25), x.shape[1] * x,
+            T.zeros_like(v) + v, T.specify_shape(v, (4,)), x3.flatten(2), x3.shape.vector]
+
+    rng = np.random.default_rng(0)
+    run_both(compiled("shape", build), rng.random((3, 4)).astype("float32"),
+             rng.random(4).astype("float32"), rng.random((2, 3, 4)).astype("float32"))
+
+
+# ---- indexing ------------------------------------------------------------------------------
+
+@given(rows=st.integers(2, 5), cols=st.integers(3, 6), k=st.integers(-2, 1),
+       seed=st.integers(0, 99))
+def test_basic_indexing_and_inc(rows, cols, k, seed):
+    def build():
+        x, y, i = T.fmatrix("x"), T.fmatrix("y"), T.lscalar("i")
+        return [x, y, i], [
+            x[1], x[-1], x[:, 1:3], x[::-1], x[1:, ::2], x[i], x[:, i], x[1, 2],
+            x[None, 1], x[i:, :i], x[:, 1:] * 2 + x[:, :-1],
+            T.set_subtensor(x[1:], y[:-1]), T.inc_subtensor(x[:, 1], y[:, 0]),
+            T.set_subtensor(x[i, i], 5.0), T.inc_subtensor(x[1:3, 1:], 1.0),
+            T.inc_subtensor(x[:, i:], y[0, i:])]
+
+    fns = compiled("basic", build)
+    run_both(fns, values((rows, cols), "float32", seed),
+             values((rows, cols), "float32", seed + 1), np.int64(k))
+
+
+@given(n=st.integers(1, 6), seed=st.integers(0, 99))
+def test_gather_scatter_and_advanced(n, seed):
+    """``W[idx]`` (the embedding lookup) and its scatter-add with repeated and negative
+    indices, plus integer-array indexing on two axes."""
+    def build():
+        w, idx, v = T.fmatrix("w"), T.lvector("idx"), T.fvector("v")
+        m = T.lmatrix("m")
+        return [w, idx, v, m], [
+            w[idx], w[m], v[idx], T.inc_subtensor(w[idx], T.ones((idx.shape[0], 3))),
+            T.inc_subtensor(w[idx], v[:3]), T.set_subtensor(w[idx], 2.0),
+            T.inc_subtensor(w[m], 1.0), w[idx, idx % 3], w[T.arange(idx.shape[0]), 1],
+            T.inc_subtensor(w[idx, idx % 3], v[: idx.shape[0]]),
+            T.set_subtensor(w[idx, idx % 3], 1.5)]
+
+    rng = np.random.default_rng(seed)
+    w = rng.random((7, 3)).astype("float32")
+    idx = rng.integers(-7, 7, n)
+    fns = compiled("advanced", build)
+    run_both(fns, w, idx, rng.random(7).astype("float32"),
+             rng.integers(0, 7, (2, n)))
+
+
+# ---- nnet --------------------------------------------------------------------------------
+
+@given(rows=st.integers(1, 5), classes=st.integers(1, 7), scale=st.sampled_from([1.0, 50.0]),
+       seed=st.integers(0, 99))
+def test_softmax_and_cross_entropies(rows, classes, scale, seed):
+    def build():
+        x, t, y = T.fmatrix("x"), T.lvector("t"), T.fmatrix("y")
+        x3 = T.ftensor3("x3")
+        p = T.nnet.softmax(x)
+        ce = T.nnet.categorical_crossentropy(p, t)
+        return [x, t, y, x3], [
+            p, T.nnet.softmax(x, axis=0), T.nnet.log_softmax(x), ce,
+            T.nnet.categorical_crossentropy(p, T.nnet.softmax(y)),
+            T.nnet.categorical_crossentropy(p * 1.0, t),
+            T.nnet.softmax_cross_entropy_with_logits(x3, T.nnet.softmax(x3)),
+            T.nnet.binary_crossentropy(T.nnet.sigmoid(x), 0.25),
+            sg.grad(ce.sum(), x), sg.grad(T.nnet.log_softmax(x3).sum() * 2, x3)]
+
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((rows, classes)) * scale).astype("float32")
+    t = rng.integers(0, classes, rows)
+    y = rng.standard_normal((rows, classes)).astype("float32")
+    x3 = rng.standard_normal((2, rows, classes)).astype("float32")
+    run_both(compiled("nnet", build), x, t, y, x3, rtol=2e-5, atol=2e-5)
+
+
+def test_random_draws_match_the_reference():
+    """RandomStreams draws (Philox in object mode) equal the reference's for a seed."""
+    def make(mode):
+        rs = sg.RandomStreams(7)
+        x = T.fmatrix("x")
+        out = (x * rs.binomial(x.shape, p=0.5, dtype="float32") + rs.normal((2, 3))
+               + rs.uniform())
+        return sg.function([x], out, mode=mode)
+
+    f, g = make("numba"), make("numpy")
+    x = np.ones((2, 3), "float32")
+    first, second = f(x), f(x)
+    assert not np.array_equal(first, second)  # the states advance after each call
+    assert_same([first, second], [g(x), g(x)])

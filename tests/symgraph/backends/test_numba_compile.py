@@ -1,0 +1,151 @@
+"""The numba backend's compilation: generated source (one line per node, no user
+strings), fusion into one loop, the object-mode fallback, caching in-process and on
+disk, and run-time errors that match the reference interpreter's."""
+
+import os
+import re
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import symgraph as sg
+import symgraph.tensor as T
+from symgraph.backends import numba_backend
+from symgraph.errors import ShapeError
+from symgraph.graph import Apply
+from symgraph.op import Op
+from symgraph.ops.nnet import TargetError
+from symgraph.ops.subtensor import IndexOutOfRangeError
+from tests.symgraph.backends.test_numba_backend import assert_same
+
+MALICIOUS = "x\nimport os; os.system('echo pwned')  # \u202e"
+
+
+def test_source_has_one_line_per_node_and_no_user_strings():
+    x = T.fmatrix(MALICIOUS)
+    w = sg.shared(np.ones((3, 3), "float32"), name=MALICIOUS + "w")
+    y = T.tanh(T.dot(x, w) + 1.0).sum(axis=0)
+    hs, _ = sg.scan(lambda r, h: h + r, sequences=[x], outputs_info=[T.zeros_like(x[0])],
+                    name=MALICIOUS)
+    f = sg.function([x], [y, hs], mode="numba")
+    source = f.__source__
+    for bad in ("pwned", "os.system", "import os", "\u202e"):
+        assert bad not in source
+    tags = re.findall(r"# \[n(\d+)\] ", source)
+    inner = len(f.fgraph.toposort()[-1].op.inner.toposort()) if any(
+        type(n.op).__name__ == "Scan" for n in f.fgraph.toposort()) else 0
+    assert len(tags) == len(set(tags)) == len(f.fgraph.toposort()) + inner
+    assert all(line.isprintable() for line in source.splitlines())
+    assert_same(f(np.ones((2, 3), "float32")),
+                sg.function([x], [y, hs], mode="numpy")(np.ones((2, 3), "float32")))
+
+
+def test_elementwise_chain_is_one_loop():
+    """Six elementwise ops with a broadcast bias: one kernel call, no temporaries."""
+    x, b = T.fmatrix("x"), T.fvector("b")
+    y = T.sigmoid(x * 2.0 + b) * T.tanh(x) - 1.0
+    f = sg.function([x, b], y, mode="numba")
+    main = f.__source__.split("\n\n")[0]
+    code = [ln for ln in main.splitlines()[1:] if not ln.strip().startswith(("#", "return"))]
+    assert len([ln for ln in code if "sg_call(" in ln]) == 1, main
+    assert main.count("[fused: ") == 6
+
+
+class Twice(Op):
+    """A toy op with a numpy perform and no numba lowering."""
+
+    def make_node(self, x):
+        return Apply(self, [x], [x.type])
+
+    def perform(self, node, inputs):
+        return [inputs[0] * 2]
+
+
+def test_op_without_lowering_falls_back_to_perform_with_a_warning():
+    x = T.fmatrix("x")
+    y = Twice()(T.exp(x)) + 1
+    with pytest.warns(UserWarning, match="Twice"):
+        f = sg.function([x], y, mode="numba")
+    xv = np.arange(6, dtype="float32").reshape(2, 3) / 6
+    assert_same(f(xv), sg.function([x], y, mode="numpy")(xv))
+
+
+def test_second_function_of_the_same_graph_does_not_compile():
+    x = T.fvector("x")
+    y = (x * 3.0 + 1.0).sum()
+    first = sg.function([x], y, mode="numba")
+    before = dict(numba_backend.STATS)
+    x2 = T.fvector("other name")
+    second = sg.function([x2], (x2 * 3.0 + 1.0).sum(), mode="numba")
+    after = numba_backend.STATS
+    assert after["compiled"] == before["compiled"]
+    assert after["disk_hits"] == before["disk_hits"]
+    assert after["memory_hits"] == before["memory_hits"] + 1
+    assert second.runner.fn is first.runner.fn
+    assert first.runner.compile_s > 0 and first.compile_s >= first.runner.compile_s
+    assert float(second(np.ones(4, "float32"))) == 16.0
+
+
+def test_a_new_process_loads_the_compiled_graph_from_disk(tmp_path):
+    script = textwrap.dedent("""
+        import numpy as np, symgraph as sg, symgraph.tensor as T
+        x = T.fmatrix("x")
+        f = sg.function([x], T.tanh(x).sum(axis=1), mode="numba")
+        assert np.allclose(f(np.ones((2, 3), "float32")), 3 * np.tanh(1.0))
+        print("from_disk", f.runner.from_disk)
+    """)
+    env = dict(os.environ, SYMGRAPH_CACHE_DIR=str(tmp_path))
+    runs = [subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                           text=True, check=True).stdout for _ in range(2)]
+    assert "from_disk False" in runs[0] and "from_disk True" in runs[1]
+
+
+@pytest.mark.parametrize("case", ["broadcast", "index", "target", "reshape", "scan"])
+def test_run_time_errors_are_the_reference_errors(case):
+    x, idx = T.fmatrix("x"), T.lvector("idx")
+    xv = np.ones((2, 3), "float32")
+    if case == "broadcast":
+        y = T.fmatrix("y")
+        f, args, error = sg.function([x, y], x + y, mode="numba"), (xv, np.ones(
+            (3, 3), "float32")), ShapeError
+    elif case == "index":
+        f, args, error = sg.function([x, idx], x[idx], mode="numba"), (
+            xv, np.array([0, 5])), IndexOutOfRangeError
+    elif case == "target":
+        f = sg.function([x, idx], T.nnet.categorical_crossentropy(T.nnet.softmax(x), idx),
+                        mode="numba")
+        args, error = (xv, np.array([0, 3])), TargetError
+    elif case == "reshape":
+        f, args, error = sg.function([x], x.reshape((4, -1)), mode="numba"), (xv,), ShapeError
+    else:
+        seq = T.fmatrix("s")
+        hs, _ = sg.scan(lambda a, b, h: h + a + b, sequences=[x, seq],
+                        outputs_info=[T.zeros_like(x[0])])
+        f, args, error = sg.function([x, seq], hs, mode="numba"), (xv, np.ones(
+            (3, 3), "float32")), ShapeError
+    with pytest.raises(error):
+        f(*args)
+
+
+def test_inputs_that_are_not_contiguous_or_writable():
+    x = T.fmatrix("x")
+    f = sg.function([x], x * 2, mode="numba")
+    base = np.arange(12, dtype="float32").reshape(3, 4)
+    frozen = base.copy()
+    frozen.setflags(write=False)
+    assert_same([f(base.T), f(base[:, ::2]), f(frozen)], [base.T * 2, base[:, ::2] * 2,
+                                                          base * 2])
+
+
+def test_outputs_never_alias_inputs_or_each_other():
+    x = T.fmatrix("x")
+    f = sg.function([x], [x, x.T, x.reshape((-1,))], mode="numba")
+    xv = np.ones((2, 2), "float32")
+    outs = f(xv)
+    for out in outs:
+        assert not np.shares_memory(out, xv)
+    outs[0][0, 0] = 5
+    assert xv[0, 0] == 1
