@@ -6,15 +6,16 @@ import numpy as np
 from hypothesis import strategies as st
 
 import symgraph as sg
-from symgraph.gradient import verify_grad
+from symgraph.testing import check_grads
 
 MODES = ["numpy"]
 
 
 def check_grad(fn, *points, mode="numpy", n_tests=2, eps=None, tol=None, seed=0):
-    """``verify_grad`` in float64 with the dot-product test; raises on mismatch."""
+    """``symgraph.testing.check_grads`` at float64 ``points``: the dot-product test, with
+    kinks avoided; raises naming the op on mismatch."""
     pts = [np.asarray(p, dtype="float64") for p in points]
-    verify_grad(fn, pts, n_tests=n_tests, rng=seed, eps=eps, rel_tol=tol, abs_tol=tol,
+    check_grads(fn, at=pts, n_tests=n_tests, seed=seed, eps=eps, rtol=tol, atol=tol,
                 mode=mode)
 
 

@@ -18,6 +18,7 @@ from symgraph.ops.subtensor import (
     take_range,
 )
 from symgraph.shape_inference import infer_shapes
+from symgraph.testing import check_grads
 
 SETTINGS = settings(max_examples=60, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
@@ -28,27 +29,11 @@ def run(inputs, outputs, *values):
     return sg.function(inputs, outputs, mode="numpy", on_unused_input="ignore")(*values)
 
 
-def numeric_grad(fn, values, wrt: int, eps: float = 1e-6) -> np.ndarray:
-    """Central differences of the scalar ``fn(*values)`` with respect to ``values[wrt]``."""
-    base = [np.array(v, dtype=float) if i == wrt else v for i, v in enumerate(values)]
-    out = np.zeros_like(base[wrt])
-    for pos in np.ndindex(out.shape):
-        plus = [v.copy() if i == wrt else v for i, v in enumerate(base)]
-        minus = [v.copy() if i == wrt else v for i, v in enumerate(base)]
-        plus[wrt][pos] += eps
-        minus[wrt][pos] -= eps
-        out[pos] = (float(fn(*plus)) - float(fn(*minus))) / (2 * eps)
-    return out
-
-
-def check_grad(inputs, cost, values, wrt_positions, atol=1e-6):
-    """``sg.grad`` of ``cost`` against central differences, for each listed input."""
-    f = sg.function(inputs, cost, mode="numpy")
-    grads = sg.grad(cost, [inputs[k] for k in wrt_positions])
-    got = sg.function(inputs, grads, mode="numpy")(*values)
-    for k, g in zip(wrt_positions, got):
-        np.testing.assert_allclose(g, numeric_grad(f, values, k), atol=atol, rtol=1e-5,
-                                   err_msg=f"gradient w.r.t. input {k}")
+def check_grad(inputs, cost, values, wrt_positions, atol=None):
+    """``sg.grad`` of ``cost`` against central differences (``symgraph.testing``), for
+    each listed input."""
+    check_grads(cost, wrt=[inputs[k] for k in wrt_positions], at=dict(zip(inputs, values)),
+                atol=atol)
 
 
 def weights(shape) -> np.ndarray:
