@@ -154,7 +154,7 @@ class Program:
         lines: list[str] = []
         ctx = GraphEmitter(state, lines)
         params = []
-        for k, var in enumerate(fgraph.inputs):
+        for var in fgraph.inputs:
             params.append(ctx.name_for(var))
             ctx.note(var, "C", owned=False)
         emit_graph(ctx, fgraph.inputs, fgraph.outputs)

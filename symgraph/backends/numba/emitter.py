@@ -250,7 +250,8 @@ class GraphEmitter:
         outs = []
         for out in node.outputs:
             base = {"bool": "boolean"}.get(out.dtype, out.dtype)
-            typ = base if out.ndim == 0 else f"{base}[{', '.join([':'] * (out.ndim - 1) + ['::1'])}]"
+            axes = ", ".join([":"] * (out.ndim - 1) + ["::1"])
+            typ = base if out.ndim == 0 else f"{base}[{axes}]"
             outs.append((self.name_for(out), typ))
         annotations = ", ".join(f"{n}='{t}'" for n, t in outs)
         targets = ", ".join(n for n, _ in outs) + ("," if len(outs) == 1 else "")

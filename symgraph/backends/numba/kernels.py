@@ -23,7 +23,8 @@ from numba.extending import overload
 
 from symgraph.backends.numba.prelude import JIT_OPTIONS, SGRuntimeError, sg_exp32
 
-__all__ = ["sg_arange", "sg_buffer", "sg_copy", "sg_copy_exact", "sg_dot_loops", "sg_dot_vec", "sg_fill",
+__all__ = ["sg_arange", "sg_buffer", "sg_copy", "sg_copy_exact", "sg_dot_loops", "sg_dot_vec",
+           "sg_fill",
            "sg_gemm", "sg_index", "sg_nll_ids", "sg_scatter", "sg_scatter_into",
            "sg_shape", "sg_slice", "sg_softmax", "sg_take", "sg_vector", "sg_xent_ids",
            "sg_xent_rows"]

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from symgraph.ops.random import RandomVariable, generator
-
 from symgraph.backends.numba.registry import lower
+from symgraph.ops.random import RandomVariable, generator
 
 _DISTS = ("uniform", "normal", "binomial")
 _DTYPES = ("float32", "float64", "int8", "int16", "int32", "int64", "uint8", "uint16",

@@ -88,7 +88,7 @@ def _scan(op, node, ctx):
             continue
         slot = f"{histories[k]}[{t}]" if histories[k] else f"{buffers[k]}[{t} % 2]"
         body.emit(f"{cur} = {body.call('sg_copy_exact', [value, slot])}")
-    for j, (new, name) in enumerate(zip(inner.outputs[op.n_carry:], stacked)):
+    for new, name in zip(inner.outputs[op.n_carry:], stacked):
         value = body.ref(new)
         if new.ndim:
             body.emit(f"if {t} == 0: {name} = np.empty(({n},) + {value}.shape, "
