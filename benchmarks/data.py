@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.workloads import Workload
+from symgraph.models.corpus import split_lines  # the job's split, so the references match it
 
 __all__ = [
     "EOS",
@@ -141,27 +142,6 @@ def read_lines(path: str | os.PathLike[str], lower: bool = False) -> list[str]:
     text = Path(path).read_text(encoding="utf-8")
     lines = [s.strip() for s in text.split("\n")]
     return [s.lower() if lower else s for s in lines if s]
-
-
-def split_lines(
-    lines: Sequence[str], valid_fraction: float, seed: int
-) -> tuple[list[str], list[str]]:
-    """Deterministic train/validation split (same algorithm as ``symgraph.models.corpus``).
-
-    ``round(valid_fraction * n)`` lines (clamped to ``[1, n - 1]``) chosen by
-    ``default_rng(seed).permutation(n)`` go to validation; both parts keep file order.
-    """
-    lines = list(lines)
-    n = len(lines)
-    n_valid = 0
-    if valid_fraction > 0 and n >= 2:
-        n_valid = min(max(1, round(valid_fraction * n)), n - 1)
-    order = np.random.default_rng(seed).permutation(n)
-    is_valid = np.zeros(n, dtype=bool)
-    is_valid[order[:n_valid]] = True
-    train = [s for s, v in zip(lines, is_valid) if not v]
-    valid = [s for s, v in zip(lines, is_valid) if v]
-    return train, valid
 
 
 def tokens_of(line: str, level: str) -> list[str]:

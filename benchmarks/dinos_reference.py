@@ -7,8 +7,8 @@
 
 The model ``symgraph train`` (no arguments) trains, in PyTorch, for comparison; the
 defaults are provisional and every size is a flag. Names are lowercased; the validation
-split is :func:`benchmarks.data.split_lines` (same algorithm as
-``symgraph.models.corpus.split_lines``); vocabulary ``<pad>, <unk>, <eos>`` then the
+split is ``symgraph.models.corpus.split_lines`` (the job's own split); vocabulary
+``<pad>, <unk>, <eos>`` then the
 training characters by frequency; each name is ``[eos] + chars + [eos]``. Training batches
 are reshuffled every epoch (seed ``seed + epoch``), length-bucketed unless
 ``--no-bucket``, the last partial batch kept; padding is masked out of the loss (mean
