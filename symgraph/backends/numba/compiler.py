@@ -1,21 +1,30 @@
 """``compile(fgraph, n_inputs) -> runner``: the whole FunctionGraph as one generated,
 njit-compiled Python function.
 
-1. Plan: fuse Elemwise subgraphs (``fusion``), mark values that need no line of their
-   own (absorbed DimShuffles, ``x.shape`` read only as ``x.shape[i]``, shape vectors read
-   only by Reshape).
-2. Emit one comment line per node (``# [n7] v12 = Op{props}(v3, v9)``) and its code:
-   a call of a fused kernel, a hand-written kernel, a numba expression, or (for ops
-   without a lowering) the op's ``perform`` in object mode. Scan nodes become ``for``
-   loops with their inner graph emitted inline.
-3. Compile eagerly with an explicit signature (arrays C-contiguous, 0-d values as
+1. Plan: fuse Elemwise subgraphs (``fusion``), and mark values that need no line of
+   their own (views read by fused loops through index maps, ``x.shape`` read only as
+   ``x.shape[i]``, shape vectors read only by Reshape).
+2. Emit one comment line per node (``# [n7] v12 = Op{props}(v3, v9)``) and its code
+   (``registry.lower``): a fused kernel, a hand-written kernel (``kernels``), a numba
+   expression (views, scalar arithmetic), or, for ops without a lowering, the op's
+   ``perform`` in object mode. Scan nodes become ``for`` loops with their inner graph
+   inline and per-step buffers reused from step to step (``lower_scan``).
+3. Kernels are separate functions in files named by the hash of their source
+   (``diskcache``): equal structures share one compiled kernel, and numba's
+   ``cache=True`` keeps it across processes. The graph function calls them through
+   their addresses (``prelude.sg_call``) so that their code is not linked, re-optimised
+   and re-compiled into it; long graph functions are cut into chunks (``split``); the
+   graph function's own LLVM optimisation is -O1 (``pipeline``).
+4. Compile eagerly with an explicit signature (arrays C-contiguous, 0-d values as numba
    scalars). Compiled functions are cached in-process by the hash of the generated
-   source and signature (a second ``sg.function`` of the same graph does not compile),
-   and on disk through numba's ``cache=True`` (see ``diskcache``).
+   source and signature (a second ``sg.function`` of the same graph does not compile)
+   and on disk (a later process loads the machine code).
 
-The runner passes the inputs, returns the outputs (0-d ones as arrays) and, when the
-compiled code raises, reruns the graph with the reference interpreter so that the user
-gets the reference's error type and message.
+The runner passes the inputs (and the constants and kernel addresses), returns the
+outputs (0-d ones as arrays) and, when the compiled code raises, reruns the graph with
+the reference interpreter so that the user gets the reference's error type and message.
+``runner.source`` is the generated code, ``runner.compile_s`` the seconds spent compiling
+(or loading) it, ``runner.from_disk`` whether it came from the disk cache.
 """
 
 from __future__ import annotations
@@ -181,7 +190,7 @@ class Program:
         stmts = split.parse(state.preamble + body)
         splitter = split.Splitter(CHUNK_LIMIT, lambda name, args: ctx.call(name, args))
         stmts = splitter.split(stmts, set(split.LOCAL.findall(ret)), set(params))
-        self.chunks = splitter.chunks
+        self.chunks = splitter.chunks + state.functions
         self.sites = state.sites
         text = [line for st in stmts for line in st.render(1)]
         self.main = (f"def sg_graph({', '.join(params)}):\n" + "\n".join(text)

@@ -89,6 +89,7 @@ class ModuleState:
         self._dummies: dict[tuple, str] = {}
         self.profiled: list[str] = []
         self.sites: list[str] = []
+        self.functions: list[tuple[str, str]] = []  # (name, source): fallbacks
 
     def profile_slot(self, step) -> int:
         """A counter index for ``step`` (a node or a fused group) in profiling mode."""
@@ -242,24 +243,31 @@ class GraphEmitter:
 
     # ---- the fallback --------------------------------------------------------------------
     def fallback(self, node: Apply) -> None:
-        """Run ``node.op.perform`` in numba's object mode (the node is found through a
-        process-local registry: the function is then not cacheable on disk)."""
+        """Run ``node.op.perform`` in numba's object mode, inside a small function of
+        its own (object-mode blocks inside compiled loops tripped a numba bug). The node
+        is found through a process-local registry, so the graph function is not cached
+        on disk."""
         key = len(_FALLBACK_NODES)
         _FALLBACK_NODES[key] = node
         self.dynamic("fallback", node)
         outs = []
-        for out in node.outputs:
+        for j, out in enumerate(node.outputs):
             base = {"bool": "boolean"}.get(out.dtype, out.dtype)
-            axes = ", ".join([":"] * (out.ndim - 1) + ["::1"])
-            typ = base if out.ndim == 0 else f"{base}[{axes}]"
-            outs.append((self.name_for(out), typ))
-        annotations = ", ".join(f"{n}='{t}'" for n, t in outs)
-        targets = ", ".join(n for n, _ in outs) + ("," if len(outs) == 1 else "")
-        args = "".join(f", {self.ref(v)}" for v in node.inputs)
-        self.emit(f"with numba.objmode({annotations}):")
-        self.emit(f"    {targets} = sg_perform({key}{args})")
-        for out in node.outputs:
-            self.note(out, "C", owned=False)
+            dims = ", ".join([":"] * (out.ndim - 1) + ["::1"])
+            outs.append((f"o{j}", base if out.ndim == 0 else f"{base}[{dims}]"))
+        params = [f"a{j}" for j in range(len(node.inputs))]
+        name = f"sg_fallback_{key}"
+        self.state.functions.append((name, "\n".join([
+            f"def {name}({', '.join(params)}):",
+            f"    with numba.objmode({', '.join(f'{o}={t!r}' for o, t in outs)}):",
+            f"        {', '.join(o for o, _ in outs)}, = sg_perform({key}"
+            f"{''.join(', ' + p for p in params)})",
+            f"    return {', '.join(o for o, _ in outs)}", ""])))
+        call = self.call(name, [self.ref(v) for v in node.inputs])
+        if len(node.outputs) == 1:
+            self.bind(node.outputs[0], call, "C", owned=False)
+        else:
+            self.bind_many(node.outputs, call, "C", owned=False)
 
 
 _FALLBACK_NODES: dict[int, Apply] = {}

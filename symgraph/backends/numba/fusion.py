@@ -31,6 +31,10 @@ from symgraph.ops.dimshuffle import DimShuffle
 from symgraph.ops.elemwise import Elemwise
 from symgraph.ops.subtensor import SYMBOLIC, Slice, Subtensor
 
+#: Most arrays one fused loop stores: LLVM vectorises a loop behind run-time overlap
+#: checks between every stored and every loaded array, so compile time grows with their
+#: product (an 86-output loop took 15 s to compile; 9 outputs, 1.5 s).
+MAX_STORED = int(os.environ.get("SYMGRAPH_NUMBA_MAX_STORED", "12"))
 SUPPORTED_DTYPES = {"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32",
                     "uint64", "float32", "float64"}
 #: ``SYMGRAPH_NUMBA_FAST_FLOAT32=0`` keeps libm's exp / tanh in float32 loops (to compare).
@@ -127,12 +131,15 @@ def plan(nodes: list[Apply], clients: dict, graph_outputs: set) -> tuple[list, s
             if other == mine or _pattern(p.outputs[0]) != _pattern(node.outputs[0]):
                 continue
             merged = groups[other] + groups[mine]
-            if _acyclic(merged, index, virtual, group_of, groups, (other, mine)):
+            if (_stored(merged, clients, graph_outputs, virtual) <= MAX_STORED
+                    and _acyclic(merged, index, virtual, group_of, groups, (other, mine))):
                 merged.sort(key=lambda n: index[id(n)])
                 groups[other] = merged
                 del groups[mine]
                 for n in merged:
                     group_of[id(n)] = other
+    _merge_siblings(groups, group_of, index, virtual,
+                    lambda m: _stored(m, clients, graph_outputs, virtual) <= MAX_STORED)
     steps = _order(nodes, [Group(members) for members in groups.values()])
     for step in steps:
         if isinstance(step, Group):
@@ -143,6 +150,60 @@ def plan(nodes: list[Apply], clients: dict, graph_outputs: set) -> tuple[list, s
                                                for c in _client_nodes(clients, out, virtual)):
                     step.outputs.append(out)
     return steps, virtual
+
+
+def _stored(members: list[Apply], clients: dict, graph_outputs: set, virtual: set) -> int:
+    """How many outputs a group made of ``members`` would store."""
+    ids = {id(n) for n in members}
+    return sum(1 for n in members if n.outputs[0] in graph_outputs or any(
+        c == "output" or id(c) not in ids
+        for c in _client_nodes(clients, n.outputs[0], virtual)))
+
+
+def _merge_siblings(groups: dict, group_of: dict, index: dict, virtual: set,
+                    small_enough) -> None:
+    """Merge groups whose loops provably have the same run-time domain: same pattern,
+    and on every loop axis both read some array axis in common (e.g. ``a + b`` and
+    ``a * b``: one pass over ``a``, one kernel instead of two)."""
+    def cover(members):
+        ndim = members[0].outputs[0].ndim
+        outs = {n.outputs[0] for n in members}
+        axes_of = [set() for _ in range(ndim)]
+        for n in members:
+            for inp in n.inputs:
+                src, axes = _access(inp, virtual)
+                if src in outs:
+                    continue
+                for a, (k, _, length) in enumerate(axes):
+                    if k is not None and length is None:
+                        axes_of[k].add((src, a))
+        return (_pattern(members[0].outputs[0]), axes_of)
+
+    covers = {gid: cover(members) for gid, members in groups.items()}
+    changed = True
+    while changed:  # until no two groups can merge (merging can make new pairs)
+        changed = False
+        order = sorted(groups, key=lambda g: index[id(groups[g][0])])
+        for pos, gid in enumerate(order):
+            if gid not in groups:
+                continue
+            for other in order[:pos]:
+                if other not in groups:
+                    continue
+                (pa, ca), (pb, cb) = covers[other], covers[gid]
+                if pa != pb or not ca or not all(x & y for x, y in zip(ca, cb)):
+                    continue
+                merged = groups[other] + groups[gid]
+                if small_enough(merged) and _acyclic(merged, index, virtual, group_of,
+                                                     groups, (other, gid)):
+                    merged.sort(key=lambda n: index[id(n)])
+                    groups[other] = merged
+                    del groups[gid]
+                    for n in merged:
+                        group_of[id(n)] = other
+                    covers[other] = cover(merged)
+                    changed = True
+                    break
 
 
 def is_view(node: Apply) -> bool:

@@ -195,6 +195,8 @@ def _subtensor(op, node, ctx):
         static = source.type.shape[i]
         expr = f"np.int64({static})" if static is not None else f"{ctx.ref(source)}.shape[{i}]"
         return ctx.alias(out, expr, "C")
+    if not op.idx_list:  # x[()], x[:]: the whole array
+        return ctx.alias(out, ctx.ref(x), ctx.layout(x))
     key, contiguous = _key(ctx, op.idx_list, x, index_inputs)
     if out.ndim == 0:
         return ctx.bind(out, f"{ctx.ref(x)}[{key}]")
@@ -216,14 +218,14 @@ def _update(ctx, target: str, key: str, y, region_ndim: int, set_mode: bool) -> 
         ctx.emit(f"{target}[{key}] {'=' if set_mode else '+='} {ctx.ref(y)}")
         return
     name = ctx.kernel(*gen.update_kernel(region_ndim, y.type.shape, set_mode))
-    ctx.emit(ctx.call(name, [f"{target}[{key}]", ctx.ref(y)]))
+    ctx.emit(ctx.call(name, [f"{target}[{key}]" if key else target, ctx.ref(y)]))
 
 
 @lower.register(IncSubtensor)
 def _inc_subtensor(op, node, ctx):
     (x, y, *index_inputs), (out,) = node.inputs, node.outputs
     name = _copy_or_reuse(ctx, node, x, out)
-    key, _ = _key(ctx, op.idx_list, out, index_inputs)
+    key = _key(ctx, op.idx_list, out, index_inputs)[0] if op.idx_list else ""
     region_ndim = sum(1 for e in op.idx_list if e is None or isinstance(e, Slice)) + (
         x.ndim - sum(e is not None for e in op.idx_list))
     _update(ctx, name, key, y, region_ndim, op.set_instead_of_inc)

@@ -4,6 +4,8 @@ numbers). The helper is a module-level function, so graphs using it stay cacheab
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 
 from symgraph.backends.numba.registry import lower
@@ -29,15 +31,22 @@ def sg_draw(dist: int, dtype: int, state, p0, p1, shape):
 
 @lower.register(RandomVariable)
 def _random(op, node, ctx):
+    """A generated kernel holding the object-mode call (object-mode blocks stay out of
+    the graph function, where numba mishandled them inside loops)."""
     if op.dist not in _DISTS or op.dtype not in _DTYPES:
         return ctx.fallback(node)
     (state, p0, p1, *dims), (out,) = node.inputs, node.outputs
-    name = ctx.name_for(out)
     base = _NUMBA_NAMES.get(out.dtype, out.dtype)
     typ = base if out.ndim == 0 else f"{base}[{', '.join([':'] * (out.ndim - 1) + ['::1'])}]"
-    shape = "(" + "".join(f"{ctx.ref(d)}, " for d in dims) + ")"
-    args = f"{_DISTS.index(op.dist)}, {_DTYPES.index(op.dtype)}, {ctx.ref(state)}, " \
-           f"{ctx.ref(p0)}, {ctx.ref(p1)}, {shape}"
-    ctx.emit(f"with numba.objmode({name}='{typ}'):")
-    ctx.emit(f"    {name} = sg_draw({args})")
-    ctx.note(out, "C", owned=True)
+    size = "(" + "".join(f"d{k}, " for k in range(len(dims))) + ")"
+    params = ", ".join(["state", "p0", "p1"] + [f"d{k}" for k in range(len(dims))])
+    source = "\n".join([
+        f"def KERNEL({params}):",
+        f"    with numba.objmode(out={typ!r}):",
+        f"        out = sg_draw({_DISTS.index(op.dist)}, {_DTYPES.index(op.dtype)}, state, "
+        f"p0, p1, {size})",
+        "    return out", ""])
+    name = "k_" + hashlib.sha1(source.encode()).hexdigest()[:16]
+    ctx.kernel(name, source.replace("def KERNEL(", f"def {name}(", 1))
+    args = [ctx.ref(v) for v in (state, p0, p1, *dims)]
+    ctx.bind(out, ctx.call(name, args))
