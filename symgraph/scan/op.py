@@ -69,6 +69,24 @@ class Scan(Op):
         return Scan(self.inner, self.n_seq, self.n_carry, self.n_nonseq,
                     (True,) * self.n_carry, self.truncate_gradient, self.exact_length, self.name)
 
+    def with_step_outputs(self, extra) -> Scan:
+        """The same loop also stacking the inner variables ``extra`` (values the step
+        computes or receives) as per-step outputs, appended after the existing ones. The
+        inner graph shares its variables with this one, so that the compile-time rewrite
+        ``scan_merge_extended`` can tell the two loops compute the same thing."""
+        inner = FunctionGraph(self.inner.inputs, self.inner.outputs + list(extra), copy=False)
+        return Scan(inner, self.n_seq, self.n_carry, self.n_nonseq, self.keep_history,
+                    self.truncate_gradient, self.exact_length, self.name)
+
+    def extends(self, other: Scan) -> bool:
+        """Whether this loop is ``other`` with step outputs appended."""
+        mine, theirs = self.inner, other.inner
+        return (len(mine.inputs) == len(theirs.inputs)
+                and all(a is b for a, b in zip(mine.inputs, theirs.inputs))
+                and len(mine.outputs) >= len(theirs.outputs)
+                and all(a is b for a, b in zip(mine.outputs, theirs.outputs))
+                and all(getattr(self, p) == getattr(other, p) for p in self.__props__[1:]))
+
     def make_node(self, n_steps, *args):
         if len(args) != self.n_seq + self.n_carry + self.n_nonseq:
             raise TypeError(f"{self}: expected {self.n_seq + self.n_carry + self.n_nonseq} "

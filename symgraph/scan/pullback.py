@@ -4,12 +4,17 @@ Forward, for t = 0 .. T-1:  ``(c[t+1], y[t]) = step(x[t], c[t], w)``, and the no
 the carry history ``H = (c[1] .. c[T])`` (or only ``c[T]``) and ``Y = (y[0] .. y[T-1])``.
 
 Plan:
-1. The states each step started from: ``c[t] = concat(c[0], H[:-1])`` (a scan that keeps
-   only final carries is re-run with history for this).
+1. What the backward loop reads from the forward one: the state each step started from,
+   ``c[t]``, and the value ``P[t]`` of each matrix product in the step (rewrite
+   ``scan_save_products``: products are saved, not recomputed; the elementwise work
+   around them is cheap to redo). Both are extra per-step outputs of the forward loop:
+   the node is rebuilt with them appended, and the compile-time rewrite
+   ``scan_merge_extended`` makes it replace the original, so the loop runs once.
 2. The backward step, traced on placeholders: rebuild the forward step, seed it with
    ``c̄[t+1] + H̄[t]`` on the new carries and ``Ȳ[t]`` on the step outputs, and
-   backpropagate to ``x[t]``, ``c[t]`` and ``w``.
-3. Run it as a Scan over the reversed ``(x, c, H̄, Ȳ)``. Its carries are the state
+   backpropagate to ``x[t]``, ``c[t]`` and ``w``; then read each product's value from
+   ``P[t]`` (its pullback needs only its operands, so the recomputed product is dead).
+3. Run it as a Scan over the reversed ``(x, c, H̄, Ȳ, P)``. Its carries are the state
    cotangents ``c̄`` (starting at the final carries' cotangents, else zero) and the
    accumulated cotangents ``w̄`` of the non-sequences (starting at zero); its per-step
    outputs are ``x̄[t]``. A weight ``W`` used only in products ``dot(a[t], W)`` with
@@ -31,18 +36,20 @@ from symgraph.op import disconnected
 
 def scan_pullback(op, inputs, outputs, cotangents):
     from symgraph.ops.math import lt, minimum, switch
-    from symgraph.ops.shape import concatenate, shape_padleft, zeros_like
+    from symgraph.ops.shape import zeros_like
     from symgraph.ops.subtensor import set_subtensor
     from symgraph.scan.build import build_scan
     from symgraph.scan.trace import enabled
 
     n_steps, seqs, inits, nonseqs = op.split_inputs(list(inputs))
     T = n_steps
-    # 1. states before each step
-    if not all(op.keep_history):
-        outputs = op.with_history().make_node(*inputs).outputs
-    histories = outputs[: op.n_carry]
-    prev = [concatenate([shape_padleft(c0), h[:-1]]) for c0, h in zip(inits, histories)]
+    # 1. states before each step, and the products' values
+    saved = _products(op) if enabled("scan_save_products") else []
+    carry_in = op.inner.inputs[op.n_seq: op.n_seq + op.n_carry]
+    extended = op.with_step_outputs([*carry_in, *saved]).make_node(*inputs).outputs
+    first = op.n_carry + op.n_out
+    prev = extended[first: first + op.n_carry]
+    saved_values = extended[first + op.n_carry:]
     seqs_used = seqs if op.exact_length else [s[:T] for s in seqs]
 
     diff_seq = [i for i, s in enumerate(seqs) if s.type.is_float]
@@ -65,6 +72,7 @@ def scan_pullback(op, inputs, outputs, cotangents):
         cs, args = args[: op.n_carry], args[op.n_carry:]
         gh, args = dict(zip(g_hist, args[: len(g_hist)])), args[len(g_hist):]
         gy, args = dict(zip(g_out, args[: len(g_out)])), args[len(g_out):]
+        products_now, args = args[: len(saved)], args[len(saved):]
         cbar, args = dict(zip(diff_carry, args[: len(diff_carry)])), args[len(diff_carry):]
         wbar, ws = dict(zip(acc_nonseq, args[: len(acc_nonseq)])), args[len(acc_nonseq):]
         new, memo = rebuild(op.inner.outputs, dict(zip(op.inner.inputs, [*xs, *cs, *ws])))
@@ -81,12 +89,14 @@ def scan_pullback(op, inputs, outputs, cotangents):
                     for j in acc_nonseq]
         xbar = [totals.get(xs[i], zeros_like(xs[i])) for i in diff_seq]
         pbar = [totals.get(memo[d], zeros_like(memo[d])) for d, _ in products]
-        return new_cbar + new_wbar + xbar + pbar
+        results = new_cbar + new_wbar + xbar + pbar
+        return rebuild(results, {memo[d]: p for d, p in zip(saved, products_now)})[0]
 
     # 3. run it backwards
     rev = lambda v: v[::-1]  # noqa: E731
     bwd_seqs = ([rev(s) for s in seqs_used] + [rev(p) for p in prev]
-                + [rev(g) for g in g_hist.values()] + [rev(g) for g in g_out.values()])
+                + [rev(g) for g in g_hist.values()] + [rev(g) for g in g_out.values()]
+                + [rev(p) for p in saved_values])
     bwd_inits = ([g_final.get(k, zeros_like(inits[k])) for k in diff_carry]
                  + [zeros_like(nonseqs[j]) for j in acc_nonseq]
                  + [None] * (len(diff_seq) + len(products)))
@@ -133,6 +143,14 @@ def scan_pullback(op, inputs, outputs, cotangents):
 
 def _seed(seeds: dict, var, g) -> None:
     seeds[var] = seeds[var] + g if var in seeds else g
+
+
+def _products(op) -> list:
+    """The step's matrix products (inner ``Dot`` outputs), in graph order."""
+    from symgraph.ops.blas import Dot
+
+    return [n.outputs[0] for n in op.inner.toposort()
+            if isinstance(n.op, Dot) and n.outputs[0].type.is_float]
 
 
 def _products_by_weight(op, diff_nonseq) -> dict:

@@ -141,3 +141,10 @@ def _weight_grad_gemm(step: TracedStep) -> None:
     sequence or carry is one GEMM over the saved operands after the backward loop instead
     of T small ones accumulated inside it (applied by ``symgraph.scan.pullback``; this
     entry names the switch)."""
+
+
+@register_pass("scan_save_products", order=96, phase="scan-trace")
+def _save_products(step: TracedStep) -> None:
+    """In the gradient of a scan, the values of the step's matrix products are saved by
+    the forward loop (extra per-step outputs) instead of recomputed by the backward one
+    (applied by ``symgraph.scan.pullback``; this entry names the switch)."""

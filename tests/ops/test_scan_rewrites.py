@@ -18,7 +18,7 @@ from tests.test_seed_notebook import (
 )
 
 SCAN_REWRITES = ["scan_merge_gemm", "scan_hoist_invariants", "scan_hoist_input_gemm",
-                 "scan_weight_grad_gemm", "scan_prune_inputs"]
+                 "scan_weight_grad_gemm", "scan_prune_inputs", "scan_save_products"]
 
 
 @contextlib.contextmanager
@@ -74,6 +74,40 @@ def test_seed_lstm_has_one_input_gemm_outside_and_one_recurrent_gemm_per_step():
     fwd_plain, bwd_plain = scans(plain)
     assert len(dots(fwd_plain.op.inner)) == 8  # the naive form, for comparison
     assert len(dots(bwd_plain.op.inner)) > 8
+
+
+def test_backward_reads_saved_products_from_the_one_forward_loop():
+    """The forward loop saves its recurrent product and its start states (extra step
+    outputs); the extended loop replaces the original (one forward loop), and the
+    backward pass recomputes no product of the states."""
+    fn = seed_lstm_step()
+    forward, backward = scans(fn)
+    n_out = len(forward.op.inner.outputs) - forward.op.n_carry
+    assert n_out >= forward.op.n_carry + 1  # start states and the product, stacked
+    with without("scan_save_products"):
+        recomputing = seed_lstm_step()
+    assert len(dots(fn.fgraph)) < len(dots(recomputing.fgraph))
+    for a, b in zip(run_step(fn), run_step(recomputing)):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
+
+
+def test_merge_extended_runs_one_forward_loop_for_final_state_scans():
+    """A loop returning only its final state: its gradient needs the states of every
+    step, from an extended loop that replaces the original at compile time."""
+    rng = np.random.default_rng(3)
+    xs, h0, U = T.dtensor3("xs"), T.dmatrix("h0"), T.dmatrix("U")
+    hs, _ = sg.scan(lambda x, h: T.tanh(x + T.dot(h, U)), sequences=xs, outputs_info=h0)
+    cost = (hs[-1] ** 2).sum()
+    outputs = [cost, *sg.grad(cost, [U, xs, h0])]
+    merged = sg.function([xs, h0, U], outputs, mode="numpy")
+    separate = sg.function([xs, h0, U], outputs,
+                           mode=sg.Mode("numpy", exclude=["scan_merge_extended"]))
+    forward = [n for n in scans(merged) if not n.op.name.startswith("grad")]
+    assert len(forward) == 1
+    assert len([n for n in scans(separate) if not n.op.name.startswith("grad")]) == 2
+    vals = [rng.normal(size=(4, 2, 3)), rng.normal(size=(2, 3)), rng.normal(size=(3, 3))]
+    for a, b in zip(merged(*vals), separate(*vals)):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
 
 
 @pytest.mark.parametrize("name", SCAN_REWRITES + ["scan_inner_rewrites", "inc_into_sum"])

@@ -79,15 +79,7 @@ def _scan(op, node, ctx):
         body.alias(slot, ctx.ref(outer), ctx.layout(outer))
     emit_graph(body, inner.inputs, inner.outputs)
 
-    for k, new in enumerate(inner.outputs[:op.n_carry]):
-        value, cur = body.ref(new), carries[k]
-        if new.ndim == 0:
-            if histories[k]:
-                body.emit(f"{histories[k]}[{t}] = {value}")
-            body.emit(f"{cur} = {value}")
-            continue
-        slot = f"{histories[k]}[{t}]" if histories[k] else f"{buffers[k]}[{t} % 2]"
-        body.emit(f"{cur} = {body.call('sg_copy_exact', [value, slot])}")
+    # step outputs first: one may be a carry the step received
     for new, name in zip(inner.outputs[op.n_carry:], stacked):
         value = body.ref(new)
         if new.ndim:
@@ -99,6 +91,15 @@ def _scan(op, node, ctx):
             body.emit(body.call("sg_copy_exact", [value, f"{name}[{t}]"]))
         else:
             body.emit(f"{name}[{t}] = {value}")
+    for k, new in enumerate(inner.outputs[:op.n_carry]):
+        value, cur = body.ref(new), carries[k]
+        if new.ndim == 0:
+            if histories[k]:
+                body.emit(f"{histories[k]}[{t}] = {value}")
+            body.emit(f"{cur} = {value}")
+            continue
+        slot = f"{histories[k]}[{t}]" if histories[k] else f"{buffers[k]}[{t} % 2]"
+        body.emit(f"{cur} = {body.call('sg_copy_exact', [value, slot])}")
 
     for k, out in enumerate(node.outputs[:op.n_carry]):
         if histories[k]:
