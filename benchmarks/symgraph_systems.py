@@ -54,6 +54,7 @@ class SymgraphTrainer:
         inputs = [ids, targets, mask] + ([] if self.masked else states)
         outputs = [cost] + ([] if self.masked else finals)
         self.fn = sg.function(inputs, outputs, updates=updates, mode=mode, on_unused_input="ignore")
+        self.compile_s = self.fn.compile_s  # rewrites + code generation + numba (or disk cache)
         self.states = None
 
     def step(self, batch):

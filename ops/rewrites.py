@@ -164,3 +164,47 @@ def inc_into_sum(fgraph, node):
             y, *index_inputs = owner.inputs[1:]
             return {out: IncSubtensor(owner.op.idx_list)(other, y, *index_inputs)}
     return None
+
+
+@local_rewrite("incs_into_join", order=31)
+def incs_into_join(fgraph, node):
+    """Increments of zeros over constant slices that tile one axis exactly, e.g. the four
+    gate cotangents of an LSTM written into ``zeros(B, 4h)`` at ``[:, 0:h]`` ...
+    ``[:, 3h:4h]`` -> ``concatenate([g_0, ..., g_3], axis=1)``: one pass that writes each
+    element once, instead of filling zeros and adding every slice into them."""
+    from symgraph.ops.shape import Alloc, Join
+    from symgraph.ops.subtensor import IncSubtensor, Slice
+
+    out = node.outputs[0]
+    clients = fgraph.clients
+    pieces, axis, v = [], None, out
+    while v.owner is not None and isinstance(v.owner.op, IncSubtensor):
+        op = v.owner.op
+        if op.set_instead_of_inc or len(v.owner.inputs) != 2 or (
+                v is not out and len(clients.get(v, [])) != 1):
+            return None
+        sliced = [a for a, e in enumerate(op.idx_list) if e != Slice(None, None, None)]
+        if len(sliced) != 1 or (axis is not None and sliced[0] != axis):
+            return None
+        axis = sliced[0]
+        entry = op.idx_list[axis]
+        if not (isinstance(entry, Slice) and isinstance(entry.start, int)
+                and isinstance(entry.stop, int) and entry.step is None):
+            return None
+        pieces.append((entry.start, entry.stop, v.owner.inputs[1]))
+        v = v.owner.inputs[0]
+    if (axis is None or v.owner is None or not isinstance(v.owner.op, Alloc)
+            or not isinstance(v.owner.inputs[0], Constant) or np.any(v.owner.inputs[0].value)):
+        return None
+    length = v.owner.inputs[1 + axis]
+    pieces.sort(key=lambda p: p[0])
+    bounds = [0] + [p[1] for p in pieces]
+    if (not isinstance(length, Constant) or int(length.value) != bounds[-1]
+            or any(p[0] != b for p, b in zip(pieces, bounds))):
+        return None
+    for start, stop, y in pieces:  # no broadcasting: each piece is its whole slice
+        if y.ndim != out.ndim or y.dtype != out.dtype or y.type.shape[axis] not in (
+                None, stop - start) or any(y.type.shape[a] == 1 != out.type.shape[a]
+                                           for a in range(out.ndim) if a != axis):
+            return None
+    return {out: Join(axis)(*[y for _, _, y in pieces])}

@@ -28,6 +28,42 @@ def scan_merge_extended(fgraph: FunctionGraph) -> None:
                     fgraph.replace(old, new, reason="scan_merge_extended")
 
 
+@register_pass("scan_prune_outputs", order=51)
+def scan_prune_outputs(fgraph: FunctionGraph) -> None:
+    """Step outputs nothing reads are not stacked, and a step output equal to an earlier
+    one (the same inner variable, after the step's own rewrites merged equal
+    expressions) is read from the earlier: a loop stores only what is used. (Carries
+    stay: the loop needs them.)"""
+    clients = fgraph.clients
+    for node in fgraph.toposort():
+        op = node.op
+        if not isinstance(op, Scan):
+            continue
+        inner_outs = op.inner.outputs[op.n_carry:]
+        outer_outs = node.outputs[op.n_carry:]
+        kept: dict = {}  # inner variable -> position among the kept step outputs
+        same: dict = {}  # outer output -> the kept outer output with the same inner value
+        for inner, outer in zip(inner_outs, outer_outs):
+            if not clients.get(outer):
+                continue
+            if inner in kept:
+                same[outer] = kept[inner]
+            else:
+                kept[inner] = outer
+        if len(kept) == len(inner_outs):
+            continue
+        new_op = Scan(FunctionGraph(op.inner.inputs, op.inner.outputs[:op.n_carry] + list(kept),
+                                    copy=False), op.n_seq, op.n_carry, op.n_nonseq,
+                      op.keep_history, op.truncate_gradient, op.exact_length, op.name)
+        new_node = new_op.make_node(*node.inputs)
+        replacements = list(zip(node.outputs[:op.n_carry], new_node.outputs[:op.n_carry]))
+        replacements += list(zip(kept.values(), new_node.outputs[op.n_carry:]))
+        by_old = dict(replacements)
+        replacements += [(old, by_old[first]) for old, first in same.items()]
+        for old, new in replacements:
+            fgraph.replace(old, new, reason="scan_prune_outputs")
+
+
 @register_pass("scan_inner_rewrites", order=50)
 def scan_inner_rewrites(fgraph: FunctionGraph) -> None:
     """Rewrite each scan's step graph (a copy: the user's graph is left alone)."""

@@ -18,7 +18,8 @@ from tests.test_seed_notebook import (
 )
 
 SCAN_REWRITES = ["scan_merge_gemm", "scan_hoist_invariants", "scan_hoist_input_gemm",
-                 "scan_weight_grad_gemm", "scan_prune_inputs", "scan_save_products"]
+                 "scan_weight_grad_gemm", "scan_prune_inputs", "scan_save_products",
+                 "scan_prune_outputs", "incs_into_join"]
 
 
 @contextlib.contextmanager
@@ -153,3 +154,42 @@ def test_truncated_gradient_with_weight_grad_gemm_matches_without():
         expected = build()(*vals)
     for a, b in zip(build()(*vals), expected):
         np.testing.assert_allclose(a, b, rtol=1e-10)
+
+
+def test_prune_outputs_drops_unread_and_repeated_step_outputs():
+    rng = np.random.default_rng(4)
+    xs, h0 = T.dtensor3("xs"), T.dmatrix("h0")
+
+    def step(x, h):
+        new = T.tanh(x + h)
+        return new, new * 2, new * 2, x.sum()  # a repeated output, and an unread one
+
+    (hs, a, b, _), _ = sg.scan(step, sequences=xs, outputs_info=[h0, None, None, None])
+    outputs = [hs.sum() + a.sum(), b]
+    pruned = sg.function([xs, h0], outputs, mode="numpy")
+    kept = sg.function([xs, h0], outputs, mode=sg.Mode("numpy", exclude=["scan_prune_outputs"]))
+    (loop,), (full,) = scans(pruned), scans(kept)
+    assert len(loop.outputs) == 2 and len(full.outputs) == 4
+    vals = [rng.normal(size=(3, 2, 4)), rng.normal(size=(2, 4))]
+    for x, y in zip(pruned(*vals), kept(*vals)):
+        np.testing.assert_allclose(x, y, rtol=1e-12)
+
+
+def test_gate_cotangents_are_joined_not_added_into_zeros():
+    """The pullbacks of the four gate slices of ``z`` become one concatenation; slices
+    that do not tile the axis stay increments."""
+    from symgraph.ops.shape import Join
+    from symgraph.ops.subtensor import IncSubtensor
+
+    rng = np.random.default_rng(5)
+    z = T.tensor("float64", (None, 6), name="z")  # a static width, as LSTM gates have
+    gates = [T.nnet.sigmoid(z[:, 0:2]), T.tanh(z[:, 2:4]), T.nnet.sigmoid(z[:, 4:6])]
+    tiled = sg.grad((gates[0] * gates[1] + gates[2] ** 2).sum(), z)
+    gapped = sg.grad((T.tanh(z[:, 0:2]) * T.tanh(z[:, 3:5])).sum(), z)
+    joined = sg.function([z], [tiled, gapped], mode="numpy")
+    plain = sg.function([z], [tiled, gapped], mode=sg.Mode("numpy", exclude=["incs_into_join"]))
+    ops = [type(n.op) for n in joined.fgraph.toposort()]
+    assert Join in ops and ops.count(IncSubtensor) == 2  # the gapped pair only
+    value = rng.normal(size=(3, 6))
+    for a, b in zip(joined(value), plain(value)):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
