@@ -218,12 +218,67 @@ def _split(shape, axis):
     return pre, shape[axis], post
 
 
+#: Row reductions may be reordered (``reassoc``), so that LLVM vectorises them; the sum
+#: of exponentials accumulates in float64.
+_reducing_jit = numba.njit(**JIT_OPTIONS, fastmath={"reassoc"})
+
+
+@_reducing_jit
+def _row_max(row):
+    """The maximum of a 1-d array (a NaN in it makes every softmax term NaN anyway)."""
+    m = row[0]
+    for j in range(1, row.shape[0]):
+        m = max(m, row[j])
+    return m
+
+
+@_reducing_jit
+def _exp_shifted(row, m, out):
+    """``out = exp(row - m)``; returns its sum."""
+    total = 0.0
+    for j in range(row.shape[0]):
+        e = _exp(row[j] - m)
+        out[j] = e
+        total += e
+    return total
+
+
+@_reducing_jit
+def _logsumexp(row):
+    """``log(sum(exp(row)))``, shifted by the maximum."""
+    m = _row_max(row)
+    total = 0.0
+    for j in range(row.shape[0]):
+        total += _exp(row[j] - m)
+    return m + math.log(total)
+
+
+@jit
+def _softmax_rows(x2, log, o2):
+    """Softmax or log-softmax of each row of the C-contiguous matrix ``x2``."""
+    for r in range(x2.shape[0]):
+        row, o = x2[r], o2[r]
+        m = _row_max(row)
+        total = _exp_shifted(row, m, o)
+        if log:
+            lse = m + math.log(total)
+            for j in range(row.shape[0]):
+                o[j] = row[j] - lse
+        else:
+            inv = 1.0 / total
+            for j in range(row.shape[0]):
+                o[j] = o[j] * inv
+
+
 @jit
 def sg_softmax(x, axis, log, out):
     """Softmax (``log=False``) or log-softmax along ``axis``, shifted by the maximum."""
     out = sg_buffer(out, x.shape)
     pre, k, post = _split(x.shape, axis)
     if k == 0:
+        return out
+    if post == 1:  # the last axis: contiguous rows
+        _softmax_rows(np.ascontiguousarray(x).reshape((pre, k)), log, out.reshape((pre, k)))
         return out
     x3 = np.ascontiguousarray(x).reshape((pre, k, post))
     o3 = out.reshape((pre, k, post))
@@ -251,20 +306,6 @@ def sg_softmax(x, axis, log, out):
 
 
 @jit
-def _row_logsumexp(x2, r):
-    k = x2.shape[1]
-    m = x2[r, 0]
-    for j in range(1, k):
-        v = x2[r, j]
-        if v > m or v != v:
-            m = v
-    total = 0.0
-    for j in range(k):
-        total += _exp(x2[r, j] - m)
-    return m + math.log(total)
-
-
-@jit
 def sg_xent_ids(x, ids, out):
     """Softmax cross-entropy on logits ``x`` (..., K) with class ids (...):
     ``logsumexp(x) - x[..., id]`` per row."""
@@ -279,7 +320,7 @@ def sg_xent_ids(x, ids, out):
         c = i1[r]
         if c < 0 or c >= k:
             raise SGRuntimeError()
-        o1[r] = _row_logsumexp(x2, r) - x2[r, c]
+        o1[r] = _logsumexp(x2[r]) - x2[r, c]
     return out
 
 
@@ -295,7 +336,7 @@ def sg_xent_rows(x, t, out):
     t2 = np.ascontiguousarray(t).reshape((t.size // k, k))
     o1 = out.reshape(out.size)
     for r in range(x2.shape[0]):
-        lse = _row_logsumexp(x2, r)
+        lse = _logsumexp(x2[r])
         total = 0.0
         for j in range(k):
             total += t2[r, j] * (x2[r, j] - lse)
