@@ -100,6 +100,10 @@ def emit_graph(ctx: GraphEmitter, inputs, outputs) -> None:
         if not isinstance(step, fusion.Group) and all(o in ctx.virtual for o in step.outputs):
             ctx.comment(step, "  [folded into its clients]")
             continue
+        if not isinstance(step, fusion.Group) and all(o in ctx.precomputed
+                                                      for o in step.outputs):
+            ctx.comment(step, "  [computed above, with another node]")
+            continue
         slot = ctx.state.profile_slot(step) if PROFILE else None
         if slot is not None:
             ctx.emit("_c0 = sg_cycles()")

@@ -127,6 +127,7 @@ class GraphEmitter:
         self.layouts: dict[Variable, str] = {}
         self.owned: dict[Variable, bool] = {}
         self.virtual: set[Variable] = set()
+        self.precomputed: set[Variable] = set()  # computed early, with another node
         self.clients: dict = {}
 
     def child(self, extra_indent: int = 1) -> GraphEmitter:

@@ -27,7 +27,7 @@ __all__ = ["sg_arange", "sg_buffer", "sg_copy", "sg_copy_exact", "sg_dot_loops",
            "sg_fill",
            "sg_gemm", "sg_index", "sg_nll_ids", "sg_scatter", "sg_scatter_into",
            "sg_shape", "sg_slice", "sg_softmax", "sg_take", "sg_vector", "sg_xent_ids",
-           "sg_xent_rows"]
+           "sg_xent_ids_softmax", "sg_xent_rows"]
 
 jit = numba.njit(**JIT_OPTIONS)
 
@@ -322,6 +322,33 @@ def sg_xent_ids(x, ids, out):
             raise SGRuntimeError()
         o1[r] = _logsumexp(x2[r]) - x2[r, c]
     return out
+
+
+@jit
+def sg_xent_ids_softmax(x, ids, out, probs):
+    """``sg_xent_ids`` and the softmax of ``x`` (which its gradient needs) from one pass
+    of exponentials: ``probs = exp(x - m) / s``, ``loss = m + log(s) - x[id]``."""
+    k = x.shape[x.ndim - 1]
+    if k == 0 or not _same(x.shape[:-1], ids.shape):
+        raise SGRuntimeError()
+    out = sg_buffer(out, ids.shape)
+    probs = sg_buffer(probs, x.shape)
+    x2 = np.ascontiguousarray(x).reshape((x.size // k, k))
+    p2 = probs.reshape((x.size // k, k))
+    i1 = np.ascontiguousarray(ids).reshape(ids.size)
+    o1 = out.reshape(out.size)
+    for r in range(x2.shape[0]):
+        c = i1[r]
+        if c < 0 or c >= k:
+            raise SGRuntimeError()
+        row, p = x2[r], p2[r]
+        m = _row_max(row)
+        total = _exp_shifted(row, m, p)
+        o1[r] = m + math.log(total) - row[c]
+        inv = 1.0 / total
+        for j in range(k):
+            p[j] = p[j] * inv
+    return out, probs
 
 
 @jit

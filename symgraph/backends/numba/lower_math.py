@@ -72,6 +72,9 @@ def _argmax(op, node, ctx):
 @lower.register(LogSoftmax)
 def _softmax(op, node, ctx):
     (x,), (out,) = node.inputs, node.outputs
+    partner = _xent_partner(node, ctx)
+    if partner is not None:
+        return _xent_with_softmax(partner, node, ctx)
     log = isinstance(op, LogSoftmax)
     ctx.bind(out, ctx.call("sg_softmax", [ctx.ref(x), str(op.axis % x.ndim), str(log),
                                           ctx.buffer(out)]))
@@ -80,8 +83,44 @@ def _softmax(op, node, ctx):
 @lower.register(SoftmaxCrossEntropy)
 def _softmax_xent(op, node, ctx):
     (x, t), (out,) = node.inputs, node.outputs
+    partner = _softmax_partner(node, ctx)
+    if partner is not None:
+        return _xent_with_softmax(node, partner, ctx)
     kernel = "sg_xent_ids" if t.type.is_integer else "sg_xent_rows"
     _row_kernel(ctx, kernel, x, t, out)
+
+
+# The loss and the softmax its gradient needs, from one pass: a cross-entropy with ids and
+# a last-axis softmax of the same logits are lowered together, by whichever comes first.
+
+def _pairable(xent) -> bool:
+    return xent.inputs[1].type.is_integer and xent.outputs[0].ndim > 0
+
+
+def _softmax_partner(xent, ctx):
+    if not _pairable(xent):
+        return None
+    x = xent.inputs[0]
+    return next((c for c in ctx.clients.get(x, []) if c != "output"
+                 and type(c.op) is Softmax and c.op.axis % x.ndim == x.ndim - 1
+                 and c.outputs[0] not in ctx.names), None)
+
+
+def _xent_partner(softmax, ctx):
+    x = softmax.inputs[0]
+    if type(softmax.op) is not Softmax or softmax.op.axis % x.ndim != x.ndim - 1:
+        return None
+    return next((c for c in ctx.clients.get(x, []) if c != "output"
+                 and isinstance(c.op, SoftmaxCrossEntropy) and _pairable(c)
+                 and c.inputs[1] in ctx.names and c.inputs[1] not in ctx.virtual
+                 and c.outputs[0] not in ctx.names), None)
+
+
+def _xent_with_softmax(xent, softmax, ctx):
+    (x, ids), loss, probs = xent.inputs, xent.outputs[0], softmax.outputs[0]
+    ctx.bind_many([loss, probs], ctx.call("sg_xent_ids_softmax", [
+        ctx.ref(x), ctx.ref(ids), ctx.buffer(loss), ctx.buffer(probs)]))
+    ctx.precomputed.update([loss, probs])
 
 
 @lower.register(CrossEntropyIndexed)
