@@ -306,21 +306,32 @@ def sg_softmax(x, axis, log, out):
 
 
 @jit
-def sg_xent_ids(x, ids, out):
-    """Softmax cross-entropy on logits ``x`` (..., K) with class ids (...):
-    ``logsumexp(x) - x[..., id]`` per row."""
+def _by_row(x, ids, out):
+    """``x`` as (rows, K), ``ids`` and the loss buffer ``out`` as flat vectors, after
+    checking that there is one id per row; returns them and ``out``."""
     k = x.shape[x.ndim - 1]
     if k == 0 or not _same(x.shape[:-1], ids.shape):
         raise SGRuntimeError()
     out = sg_buffer(out, ids.shape)
     x2 = np.ascontiguousarray(x).reshape((x.size // k, k))
-    i1 = np.ascontiguousarray(ids).reshape(ids.size)
-    o1 = out.reshape(out.size)
+    return x2, np.ascontiguousarray(ids).reshape(ids.size), out, out.reshape(out.size)
+
+
+@jit
+def _class(ids, r, k):
+    c = ids[r]
+    if c < 0 or c >= k:
+        raise SGRuntimeError()
+    return c
+
+
+@jit
+def sg_xent_ids(x, ids, out):
+    """Softmax cross-entropy on logits ``x`` (..., K) with class ids (...):
+    ``logsumexp(x) - x[..., id]`` per row."""
+    x2, i1, out, o1 = _by_row(x, ids, out)
     for r in range(x2.shape[0]):
-        c = i1[r]
-        if c < 0 or c >= k:
-            raise SGRuntimeError()
-        o1[r] = _logsumexp(x2[r]) - x2[r, c]
+        o1[r] = _logsumexp(x2[r]) - x2[r, _class(i1, r, x2.shape[1])]
     return out
 
 
@@ -328,25 +339,17 @@ def sg_xent_ids(x, ids, out):
 def sg_xent_ids_softmax(x, ids, out, probs):
     """``sg_xent_ids`` and the softmax of ``x`` (which its gradient needs) from one pass
     of exponentials: ``probs = exp(x - m) / s``, ``loss = m + log(s) - x[id]``."""
-    k = x.shape[x.ndim - 1]
-    if k == 0 or not _same(x.shape[:-1], ids.shape):
-        raise SGRuntimeError()
-    out = sg_buffer(out, ids.shape)
+    x2, i1, out, o1 = _by_row(x, ids, out)
     probs = sg_buffer(probs, x.shape)
-    x2 = np.ascontiguousarray(x).reshape((x.size // k, k))
-    p2 = probs.reshape((x.size // k, k))
-    i1 = np.ascontiguousarray(ids).reshape(ids.size)
-    o1 = out.reshape(out.size)
+    p2 = probs.reshape(x2.shape)
     for r in range(x2.shape[0]):
-        c = i1[r]
-        if c < 0 or c >= k:
-            raise SGRuntimeError()
         row, p = x2[r], p2[r]
+        c = _class(i1, r, row.shape[0])
         m = _row_max(row)
         total = _exp_shifted(row, m, p)
         o1[r] = m + math.log(total) - row[c]
         inv = 1.0 / total
-        for j in range(k):
+        for j in range(row.shape[0]):
             p[j] = p[j] * inv
     return out, probs
 
