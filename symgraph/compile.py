@@ -12,7 +12,15 @@ import numpy as np
 from symgraph.config import config
 from symgraph.errors import GraphError, InputError
 from symgraph.fgraph import FunctionGraph
-from symgraph.graph import Constant, SharedVariable, Variable, as_variable, graph_inputs, rebuild
+from symgraph.graph import (
+    HELD,
+    Constant,
+    SharedVariable,
+    Variable,
+    as_variable,
+    graph_inputs,
+    rebuild,
+)
 from symgraph.rewriting import rewrite
 
 
@@ -101,15 +109,23 @@ class Function:
         self._by_name = by_name
 
     def __call__(self, *args, **kwargs):
+        """Run the graph. A runner may keep shared values itself (``runner.holder``, see
+        ``SharedVariable.hold``): it then gets ``HELD`` for the values its holder has,
+        may return array-likes (copied to the host here), and an update value with an
+        ``assign_to(shared)`` method stores itself."""
         values = self._bind(args, kwargs)
-        state = [s.get_value(borrow=True) for s in self.shared]
+        holder = getattr(self.runner, "holder", None)
+        state = [HELD if holder is not None and s.holder is holder else s.get_value(borrow=True)
+                 for s in self.shared]
         results = self.runner(values + state)
         outs = results[: self.n_outputs]
         aliases = {id(v) for v in values + state}
-        outs = [np.array(o) if id(o) in aliases or not isinstance(o, np.ndarray) else o
-                for o in outs]
+        outs = [np.array(o) if id(o) in aliases else np.asarray(o) for o in outs]
         for var, value in zip(self.updated, results[self.n_outputs:]):
-            var._value = np.asarray(value)
+            if hasattr(value, "assign_to"):
+                value.assign_to(var)
+            else:
+                var._value, var.holder = np.asarray(value), None
         return outs[0] if self.single else outs
 
     def _bind(self, args, kwargs) -> list[np.ndarray]:

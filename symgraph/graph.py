@@ -189,11 +189,26 @@ class Constant(Variable):
         return f"Constant{{{self.dtype}{self.value.shape}}}"
 
 
+class _Held:
+    """The type of :data:`HELD`."""
+
+    def __repr__(self) -> str:
+        return "HELD"
+
+
+#: Passed to a backend's runner instead of a shared variable's value when the runner's
+#: own ``holder`` keeps the current value (see :meth:`SharedVariable.hold`).
+HELD = _Held()
+
+
 class SharedVariable(Variable):
     """A variable whose value persists between calls of compiled functions.
 
     Its type has every dimension unknown, so ``set_value`` may change the shape
     (but not the rank or dtype).
+
+    A backend may keep the current value elsewhere (the CUDA backend keeps it on the
+    GPU): it calls :meth:`hold`, and ``get_value`` then fetches the value from it.
     """
 
     def __init__(self, value, name: str | None = None, borrow: bool = False) -> None:
@@ -202,16 +217,25 @@ class SharedVariable(Variable):
             raise TypeError(f"shared: cannot store a value of type {type(value).__name__}")
         super().__init__(TensorType(arr.dtype, (None,) * arr.ndim), name=name)
         self._value = arr
+        self.holder = None
 
     def get_value(self, borrow: bool = False) -> np.ndarray:
+        if self.holder is not None:
+            self._value, self.holder = self.holder.fetch(self), None
         return self._value if borrow else self._value.copy()
 
     def set_value(self, value, borrow: bool = False) -> None:
         arr = np.array(value, copy=not borrow)
         label = repr(self.name) if self.name else "shared variable"
         self._value = self.type.filter(arr, name=f"set_value of {label}")
+        self.holder = None
         for listener in getattr(self, "_listeners", ()):
             listener(self)
+
+    def hold(self, holder) -> None:
+        """``holder`` keeps the current value from now on: ``get_value`` fetches it with
+        ``holder.fetch(self)`` (a numpy array), once; ``set_value`` ends the hold."""
+        self.holder = holder
 
     def clone(self) -> SharedVariable:
         return self

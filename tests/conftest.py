@@ -1,9 +1,13 @@
-"""Test configuration: hypothesis profiles ('ci' is derandomized and bounded) and the
-float64 default for gradient checks."""
+"""Test configuration: hypothesis profiles ('ci' is derandomized and bounded), the
+float64 default for gradient checks, and numba-cuda's simulator for the CUDA backend."""
 
 import os
 
 from hypothesis import HealthCheck, settings
+
+# The CUDA backend's tests run in numba-cuda's simulator unless NUMBA_ENABLE_CUDASIM is
+# set (to 0 on a machine with a GPU); numba.cuda reads it once, when first imported.
+os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
 
 settings.register_profile(
     "ci", derandomize=True, max_examples=25, deadline=None, print_blob=True,

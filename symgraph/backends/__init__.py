@@ -1,5 +1,7 @@
 """Backends turn a rewritten FunctionGraph into a callable ``runner(values) -> results``
-(values: the graph's inputs in order; results: its outputs in order)."""
+(values: the graph's inputs in order; results: its outputs in order). A runner that keeps
+shared values itself (the CUDA backend keeps them on the GPU) names its ``holder``; see
+``Function.__call__`` and ``SharedVariable.hold``."""
 
 from __future__ import annotations
 
