@@ -4,6 +4,7 @@
 from symgraph.graph import OPERATORS, register_package_dir
 from symgraph.ops import basic, blas, math, nnet, random, reduce, shape, subtensor  # noqa: F401  (imported for users: symgraph.ops.nnet)
 from symgraph.ops import lookup_rewrites as _lookup_rewrites  # noqa: F401  (registers)
+from symgraph.ops import reduction_rewrites as _reduction_rewrites  # noqa: F401  (registers)
 from symgraph.ops import rewrites as _rewrites  # noqa: F401  (registers the op rewrites)
 from symgraph.ops import scan_rewrites as _scan_rewrites  # noqa: F401  (registers passes)
 
