@@ -21,6 +21,7 @@ from symgraph.errors import ShapeError
 from symgraph.fgraph import FunctionGraph
 from symgraph.graph import Apply, Variable
 from symgraph.op import Op
+from symgraph.shape_inference import infer_shapes, static_or_symbolic_shape
 from symgraph.types import TensorType, format_shape
 
 
@@ -139,12 +140,35 @@ class Scan(Op):
                 if outs[j] is None:
                     outs[j] = np.empty((n,) + value.shape, value.dtype)
                 outs[j][t] = value
-        for j, out in enumerate(outs):
-            if out is None:  # zero steps
-                inner = node.outputs[self.n_carry + j].type
-                outs[j] = np.zeros((0,) + tuple(s or 0 for s in inner.shape[1:]), inner.dtype)
+        if n == 0 and outs:
+            outs = [np.zeros((0,) + shape, out.dtype) for shape, out in zip(
+                self.step_shapes(node, seqs, carries, nonseqs),
+                self.inner.outputs[self.n_carry:])]
         carry_outs = [h if h is not None else c for h, c in zip(histories, carries)]
         return carry_outs + outs
+
+    def step_shapes(self, node, seqs, carries, nonseqs) -> list[tuple]:
+        """The shapes the step outputs would have, for a loop of zero steps (whose stacked
+        outputs still need their trailing shape): the step's shape inference, run on the
+        initial carries, the non-sequences and the sequences' slice shapes (host arrays).
+        A shape that depends on a sequence's values is an error."""
+        from symgraph.backends.numpy_backend import Interpreter
+        from symgraph.ops.shape import Shape
+
+        inputs = self.inner.inputs
+        step = infer_shapes(self.inner.outputs[self.n_carry:], inputs,
+                            [static_or_symbolic_shape(v) for v in inputs])
+        shape_graph = FunctionGraph(inputs, [d for s in step for d in s], copy=False)
+        slices = set(inputs[: self.n_seq])
+        for user in shape_graph.toposort():
+            if not isinstance(user.op, Shape) and any(v in slices for v in user.inputs):
+                raise ShapeError(f"scan of zero steps: the shape of a step output depends on "
+                                 f"the values of a sequence, so it is unknown (scan made at "
+                                 f"{node.outputs[0].creation}); give the loop at least one "
+                                 f"step")
+        empty = [np.zeros(s.shape[1:], s.dtype) for s in seqs]
+        values = iter(Interpreter(shape_graph)(empty + list(carries) + list(nonseqs)))
+        return [tuple(int(next(values)) for _ in s) for s in step]
 
     # ---- gradient and shapes ----------------------------------------------------------
     def pullback(self, inputs, outputs, cotangents):
@@ -153,8 +177,6 @@ class Scan(Op):
         return scan_pullback(self, inputs, outputs, cotangents)
 
     def infer_shape(self, node, input_shapes):
-        from symgraph.shape_inference import infer_shapes
-
         n_steps = node.inputs[0]
         _, seq_shapes, carry_shapes, nonseq_shapes = self.split_inputs(input_shapes)
         inner_in = [s[1:] for s in seq_shapes] + list(carry_shapes) + list(nonseq_shapes)

@@ -204,3 +204,20 @@ def test_infer_shape_of_scan_outputs():
     s_h, s_y, hv, yv = f(np.ones((5, 2, 3)), np.ones((2, 1)))
     assert tuple(s_h) == hv.shape == (5, 2, 1)
     assert tuple(s_y) == yv.shape == (5, 2, 3)
+
+
+@pytest.mark.parametrize("mode", ["numpy", "numba"])
+def test_zero_steps_give_empty_outputs_of_the_right_shape_and_gradients(mode):
+    """A loop over an empty sequence: the stacked outputs keep their trailing shape (from
+    the step's shape inference) and the gradients are zero, or pass straight through."""
+    xs, h0, U = T.dtensor3("xs"), T.dmatrix("h0"), T.dmatrix("U")
+    (hs, ys), _ = sg.scan(lambda x, h: [T.tanh(x + T.dot(h, U)), T.dot(h, U)[:, :2]],
+                          sequences=xs, outputs_info=[h0, None])
+    cost = (hs ** 2).sum() + ys.sum() + (h0 ** 2).sum()
+    f = sg.function([xs, h0, U], [hs, ys, *sg.grad(cost, [U, xs, h0])], mode=mode)
+    h0_value = np.arange(6.0).reshape(2, 3)
+    got_hs, got_ys, g_u, g_xs, g_h0 = f(np.zeros((0, 2, 3)), h0_value, np.eye(3))
+    assert got_hs.shape == (0, 2, 3) and got_ys.shape == (0, 2, 2)
+    np.testing.assert_array_equal(g_u, np.zeros((3, 3)))
+    assert g_xs.shape == (0, 2, 3)
+    np.testing.assert_array_equal(g_h0, 2 * h0_value)

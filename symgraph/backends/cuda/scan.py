@@ -121,7 +121,7 @@ class ScanStep:
             for site in self.sinks:
                 if site is not None:
                     site.sink = None
-        self._finish(env, seqs, slots, carries, stacked, n)
+        self._finish(env, seqs, slots, carries, stacked, n, nonseqs)
 
     def _carry_slots(self, k: int, init, n: int):
         """The buffer taking carry ``k``'s new values (see the module docstring): a
@@ -170,8 +170,11 @@ class ScanStep:
         _store(row, value, f"output {j} at step {t}")
         return stacked
 
-    def _finish(self, env, seqs, slots, carries, stacked, n: int) -> None:
+    def _finish(self, env, seqs, slots, carries, stacked, n: int, nonseqs) -> None:
         op, outs = self.op, self.node.outputs
+        shapes = (op.step_shapes(self.node, seqs, *[[_on_host(v) for v in vs]
+                                                     for vs in (carries, nonseqs)])
+                  if n == 0 and None in stacked else None)
         for k in range(op.n_carry):
             if not op.keep_history[k]:
                 value = carries[k]
@@ -188,9 +191,12 @@ class ScanStep:
                 value = slots[i - op.n_seq][:n]
             elif value is None:  # no steps
                 var = outs[op.n_carry + j]
-                shape = (0,) + tuple(s or 0 for s in var.type.shape[1:])
-                value = (self.out_sites[j] or Site(var.dtype)).get(shape)
+                value = (self.out_sites[j] or Site(var.dtype)).get((0,) + shapes[j])
             env[self.out_slots[op.n_carry + j]] = _on_device(value)
+
+
+def _on_host(value):
+    return value.copy_to_host() if hasattr(value, "copy_to_host") else value
 
 
 @lower.register(Scan)

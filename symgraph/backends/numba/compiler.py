@@ -41,7 +41,7 @@ from numba import types
 from symgraph.backends.numba import blas, diskcache, fusion, split
 from symgraph.backends.numba.emitter import GraphEmitter, ModuleState
 from symgraph.backends.numba.pipeline import GraphCompiler
-from symgraph.backends.numba.prelude import JIT_OPTIONS
+from symgraph.backends.numba.prelude import JIT_OPTIONS, SGUseReference
 from symgraph.backends.numba.registry import lower
 from symgraph.fgraph import FunctionGraph
 from symgraph.graph import toposort
@@ -299,6 +299,10 @@ class Runner:
                 args.append(np.array(value, order="C"))
         try:
             results = self.fn(*args, *self.consts)
+        except SGUseReference:
+            from symgraph.backends.numpy_backend import Interpreter
+
+            return Interpreter(self.fgraph)(values)
         except Exception as exc:  # the reference gives the user-facing error
             self._reproduce(values, exc)
         return [np.asarray(r, dtype=d) if d else r

@@ -61,6 +61,8 @@ def _scan(op, node, ctx):
             ctx.emit(f"{bufs} = np.empty((2,) + {cur}.shape, {dtype_expr(init.dtype)})")
         histories.append(hist)
         buffers.append(bufs)
+    if any(None in out.type.shape for out in inner.outputs[op.n_carry:]):
+        ctx.emit(f"if {n} == 0: raise SGUseReference()")  # stacked shapes need a step
     stacked = []
     for j, out in enumerate(inner.outputs[op.n_carry:]):
         name = ctx.name_for(node.outputs[op.n_carry + j])

@@ -37,8 +37,8 @@ from numba.core import cgutils
 from numba.core.callconv import excinfo_t
 from numba.extending import intrinsic
 
-__all__ = ["SGRuntimeError", "sg_call", "sg_cycles", "sg_exp32", "sg_tanh32", "sg_sigmoid32",
-           "sg_sigmoid", "sg_softplus", "sg_sign", "sg_round", "JIT_OPTIONS"]
+__all__ = ["SGRuntimeError", "SGUseReference", "sg_call", "sg_cycles", "sg_exp32", "sg_tanh32",
+           "sg_sigmoid32", "sg_sigmoid", "sg_softplus", "sg_sign", "sg_round", "JIT_OPTIONS"]
 
 #: Options of every function this backend compiles.
 JIT_OPTIONS = {"error_model": "numpy", "cache": True}
@@ -55,6 +55,12 @@ class SGRuntimeError(Exception):
     """Raised by compiled code when a run-time check fails (shapes, indices); the runner
     then reruns the graph with the reference interpreter, which raises the precise
     error (type and message) that ``mode='numpy'`` gives."""
+
+
+class SGUseReference(SGRuntimeError):
+    """Raised by compiled code for a case it does not compute (a scan of zero steps whose
+    step outputs have trailing dimensions known only once a step ran); the runner returns
+    the reference interpreter's results instead."""
 
 
 @intrinsic

@@ -163,8 +163,9 @@ def test_scan_gradient():
     hs, _ = sg.scan(lambda x, h: T.tanh(T.dot(h, W) + x), sequences=[xs], outputs_info=[h0])
     cost = (hs ** 2).sum()
     outs = [cost] + sg.grad(cost, [xs, h0, W])
-    same_as_numpy([xs, h0, W], outs, values((3, 2, 2)), values((2, 2), seed=1),
-                  values((2, 2), seed=2))
+    for steps in (3, 0):  # no steps: empty outputs of the right shape, zero gradients
+        same_as_numpy([xs, h0, W], outs, values((steps, 2, 2)), values((2, 2), seed=1),
+                      values((2, 2), seed=2))
 
 
 # ---- fallbacks and errors --------------------------------------------------------------------
