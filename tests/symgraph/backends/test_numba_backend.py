@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 import symgraph as sg
 import symgraph.tensor as T
 from symgraph.backends.numba.fusion import MAX_STORED
+from tests.helpers import assert_same as same_values
 
 _COMPILED: dict = {}
 
@@ -29,19 +30,8 @@ def compiled(key, build):
 
 
 def assert_same(got, want, rtol=2e-6, atol=1e-6, what=""):
-    """Equal dtype and shape, values to tolerance (exact for ints and bools)."""
-    got, want = (got if isinstance(got, list) else [got]), (
-        want if isinstance(want, list) else [want])
-    assert len(got) == len(want)
-    for k, (g, w) in enumerate(zip(got, want)):
-        g, w = np.asarray(g), np.asarray(w)
-        label = f"{what} output {k}"
-        assert g.dtype == w.dtype, f"{label}: dtype {g.dtype} != {w.dtype}"
-        assert g.shape == w.shape, f"{label}: shape {g.shape} != {w.shape}"
-        if w.dtype.kind == "f":
-            np.testing.assert_allclose(g, w, rtol=rtol, atol=atol, err_msg=label)
-        else:
-            np.testing.assert_array_equal(g, w, err_msg=label)
+    """``tests.helpers.assert_same`` with the CPU backend's tighter tolerance."""
+    same_values(got, want, rtol=rtol, atol=atol, what=what)
 
 
 def run_both(fns, *values, **tol):
