@@ -38,7 +38,7 @@ import numba
 import numpy as np
 from numba import types
 
-from symgraph.backends.numba import blas, diskcache, fusion, split
+from symgraph.backends.numba import allocator, blas, diskcache, fusion, split
 from symgraph.backends.numba.emitter import GraphEmitter, ModuleState
 from symgraph.backends.numba.pipeline import GraphCompiler
 from symgraph.backends.numba.prelude import JIT_OPTIONS, SGUseReference
@@ -65,6 +65,7 @@ def compile(fgraph: FunctionGraph, n_inputs: int = 0):  # noqa: A001 - the backe
         for module in _LOWERINGS:
             importlib.import_module(module)
         blas.configure_from_environment()
+        allocator.keep_freed_memory()
         _CONFIGURED = True
     started = time.perf_counter()
     program = Program(fgraph)
