@@ -10,7 +10,6 @@ from symgraph.ops.subtensor import IndexOutOfRangeError
 from tests.helpers import assert_same, require_cuda_backend, same_as_numpy
 
 require_cuda_backend()
-pytestmark = pytest.mark.usefixtures("fast_simulator")
 
 
 def values(shape, dtype="float32", seed=0, low=-2.0, high=2.0):

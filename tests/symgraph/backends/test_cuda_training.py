@@ -11,7 +11,6 @@ import symgraph.tensor as T
 from tests.helpers import require_cuda_backend
 
 require_cuda_backend()
-pytestmark = pytest.mark.usefixtures("fast_simulator")
 
 
 def test_shared_variables_stay_on_the_device_between_calls():
