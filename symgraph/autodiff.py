@@ -99,7 +99,7 @@ def backpropagate(seeds: dict, wrt: list) -> dict:
     for the ``wrt`` entries (and every intermediate) that received a contribution.
     """
     nodes = toposort(list(seeds), blockers=[])
-    reached = _depends_on(nodes, wrt)
+    reached = float_reach(nodes, wrt)
     contributions: dict = {v: [g] for v, g in seeds.items()}
     totals: dict = {}
 
@@ -130,8 +130,9 @@ def backpropagate(seeds: dict, wrt: list) -> dict:
     return {v: g for v, g in totals.items() if g is not None}
 
 
-def _depends_on(nodes, wrt) -> set:
-    """Floating-point variables that depend on any of ``wrt``."""
+def float_reach(nodes, wrt) -> set:
+    """Floating-point variables that depend on any of ``wrt`` (``nodes`` in
+    topological order)."""
     reached = set(wrt)
     for node in nodes:
         if any(inp in reached for inp in node.inputs):

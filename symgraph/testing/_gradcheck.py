@@ -30,12 +30,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from symgraph.autodiff import grad
+from symgraph.autodiff import float_reach, grad
 from symgraph.compile import function
 from symgraph.gradient import GradientCheckError, numeric_grad
 from symgraph.graph import Constant, SharedVariable, Variable, toposort
 from symgraph.scan.op import Scan
-from symgraph.testing._kinks import KinkProbe, float_reach, nudge_point, smooth_along
+from symgraph.testing._kinks import KinkProbe, nudge_point, smooth_along
 from symgraph.types import TensorType
 
 __all__ = ["GradProblem", "dot_product_test", "blame_nodes"]

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from symgraph.autodiff import float_reach
 from symgraph.compile import function
 from symgraph.graph import Constant, toposort
 from symgraph.ops import scalar as S
@@ -46,7 +47,7 @@ from symgraph.ops.elemwise import Elemwise
 from symgraph.ops.reduce import Argmax, Reduce
 from symgraph.scan.op import Scan
 
-__all__ = ["KINKS", "MAX_NUDGES", "KinkProbe", "float_reach", "nudge_point", "smooth_along"]
+__all__ = ["KINKS", "MAX_NUDGES", "KinkProbe", "nudge_point", "smooth_along"]
 
 #: tries of step 3 of the strategy
 MAX_NUDGES = 12
@@ -127,15 +128,6 @@ def _has_kink(node) -> bool:
             return node.inputs[0].type.is_float and not node.outputs[0].type.is_float
         return type(op.scalar_op) in _ELEMWISE_KINKS
     return (isinstance(op, Reduce) and op.kind in ("max", "min")) or isinstance(op, Argmax)
-
-
-def float_reach(nodes, wrt) -> set:
-    """Floating-point variables that depend on any of ``wrt`` (as ``grad`` sees it)."""
-    reached = set(wrt)
-    for node in nodes:
-        if any(i in reached for i in node.inputs):
-            reached.update(o for o in node.outputs if o.type.is_float)
-    return reached
 
 
 class KinkProbe:

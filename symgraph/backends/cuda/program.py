@@ -39,12 +39,7 @@ class Program:
 
     def __init__(self, inputs, outputs, flag: ErrorFlag) -> None:
         nodes = toposort(outputs, blockers=inputs)
-        clients: dict = {}
-        for node in nodes:
-            for inp in node.inputs:
-                clients.setdefault(inp, []).append(node)
-        for out in outputs:
-            clients.setdefault(out, []).append("output")
+        clients = fusion.client_map(nodes, outputs)
         plan, virtual = fusion.plan(nodes, clients, set(outputs))
         ctx = LoweringContext(outputs, virtual, clients, flag,
                               lambda i, o: Program(i, o, flag))

@@ -86,12 +86,7 @@ def compile(fgraph: FunctionGraph, n_inputs: int = 0):  # noqa: A001 - the backe
 def emit_graph(ctx: GraphEmitter, inputs, outputs) -> None:
     """Emit the nodes between ``inputs`` (already named in ``ctx``) and ``outputs``."""
     nodes = toposort(outputs, blockers=inputs)
-    clients: dict = {}
-    for node in nodes:
-        for inp in node.inputs:
-            clients.setdefault(inp, []).append(node)
-    for out in outputs:
-        clients.setdefault(out, []).append("output")
+    clients = fusion.client_map(nodes, outputs)
     out_set = set(outputs)
     steps, virtual = fusion.plan(nodes, clients, out_set)
     virtual |= _shape_only(nodes, clients, out_set)

@@ -90,6 +90,18 @@ class Group:
     outputs: list[Variable] = field(default_factory=list)
 
 
+def client_map(nodes: list[Apply], outputs) -> dict:
+    """``clients[var]``: the nodes among ``nodes`` using ``var``, and ``"output"`` for
+    each of ``outputs`` (the form :func:`plan` takes)."""
+    clients: dict = {}
+    for node in nodes:
+        for inp in node.inputs:
+            clients.setdefault(inp, []).append(node)
+    for out in outputs:
+        clients.setdefault(out, []).append("output")
+    return clients
+
+
 def plan(nodes: list[Apply], clients: dict, graph_outputs: set) -> tuple[list, set]:
     """Steps for ``nodes`` (Apply nodes and Groups, in a valid order) and the set of
     DimShuffle outputs that groups read through index maps (not materialised).

@@ -395,6 +395,14 @@ def sg_nll_ids(p, ids, out):
 # ---- gather and scatter-add on the leading axis ------------------------------------------
 
 @jit
+def _row(i, n):
+    """Row ``i`` of ``n`` (negative counts from the end); out of range raises."""
+    if i < -n or i >= n:
+        raise SGRuntimeError()
+    return i + n if i < 0 else i
+
+
+@jit
 def sg_take(x, idx, out):
     """``x[idx]`` for an integer array ``idx`` (any rank): rows of ``x``."""
     n = x.shape[0]
@@ -404,11 +412,7 @@ def sg_take(x, idx, out):
     i1 = np.ascontiguousarray(idx).reshape(idx.size)
     o2 = out.reshape((idx.size, row))
     for r in range(i1.size):
-        i = i1[r]
-        if i < -n or i >= n:
-            raise SGRuntimeError()
-        if i < 0:
-            i += n
+        i = _row(i1[r], n)
         for j in range(row):
             o2[r, j] = x2[i, j]
     return out
@@ -427,11 +431,7 @@ def sg_scatter_into(out, y, idx, set_mode):
     i1 = np.ascontiguousarray(idx).reshape(idx.size)
     y2 = np.ascontiguousarray(y).reshape((idx.size, row))
     for r in range(i1.size):
-        i = i1[r]
-        if i < -n or i >= n:
-            raise SGRuntimeError()
-        if i < 0:
-            i += n
+        i = _row(i1[r], n)
         if set_mode:
             for j in range(row):
                 o2[i, j] = y2[r, j]
