@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 
 from symgraph.backends.cuda.context import LoweringContext, fallback, lower
-from symgraph.backends.cuda.jit import compile_kernel, launch
+from symgraph.backends.cuda.jit import compile_kernel, launch, shared_buffer
 from symgraph.backends.cuda.memory import Site
 from symgraph.errors import ShapeError
 from symgraph.ops.blas import Dot
@@ -35,28 +35,29 @@ def gemm_source(dtype: str, trans_a: bool, trans_b: bool, tile: int) -> str:
     zero = f"np.{dtype}(0.0)"
     a_elem = "a[p, row]" if trans_a else "a[row, p]"
     b_elem = "b[col, q]" if trans_b else "b[q, col]"
+    b0 = tile * tile  # shared memory: the A tile at [0, b0), row-major, then the B tile
     return f"""def KERNEL(a, b, c, m, n, k):
-    sa = cuda.shared.array(({tile}, {tile}), np.{dtype})
-    sb = cuda.shared.array(({tile}, {tile}), np.{dtype})
+    {shared_buffer("s", dtype)}
     tx = cuda.threadIdx.x
     ty = cuda.threadIdx.y
     row = cuda.blockIdx.y * {tile} + ty
     col = cuda.blockIdx.x * {tile} + tx
+    mine = ty * {tile} + tx
     acc = {zero}
     for p0 in range(0, k, {tile}):
         p = p0 + tx
         q = p0 + ty
         if row < m and p < k:
-            sa[ty, tx] = {a_elem}
+            s[mine] = {a_elem}
         else:
-            sa[ty, tx] = {zero}
+            s[mine] = {zero}
         if q < k and col < n:
-            sb[ty, tx] = {b_elem}
+            s[{b0} + mine] = {b_elem}
         else:
-            sb[ty, tx] = {zero}
+            s[{b0} + mine] = {zero}
         cuda.syncthreads()
         for j in range({tile}):
-            acc += sa[ty, j] * sb[j, tx]
+            acc += s[ty * {tile} + j] * s[{b0} + j * {tile} + tx]
         cuda.syncthreads()
     if row < m and col < n:
         c[row, col] = acc
@@ -84,7 +85,7 @@ def gemm(a, b, c, trans_a: bool, trans_b: bool) -> None:
     tile = tile_for(m, n)
     kernel = gemm_kernel(str(c.dtype), trans_a, trans_b, tile)
     launch(kernel, ((n + tile - 1) // tile, (m + tile - 1) // tile), (tile, tile),
-           (a, b, c, m, n, k))
+           (a, b, c, m, n, k), 2 * tile * tile * c.dtype.itemsize)
 
 
 def absorbed_transposes(nodes, clients: dict, outputs: set, virtual: set) -> set:

@@ -20,7 +20,7 @@ import linecache
 import math
 
 import numpy as np
-from numba import cuda
+from numba import cuda, types
 
 #: Threads per block of one-thread-per-element kernels (fewer for smaller arrays).
 MAX_THREADS = 256
@@ -29,6 +29,8 @@ ROW_THREADS = 128
 #: Rows at most this long are reduced by one thread each (no shared memory, no
 #: synchronisation); longer rows by a block of threads.
 SERIAL_ROW = 32
+#: Dynamic shared memory of a row-reducing block: one 8-byte slot per thread.
+ROW_SHARED_BYTES = ROW_THREADS * 8
 
 
 @cuda.jit(device=True)
@@ -93,7 +95,7 @@ def sg_round(x):
     return f
 
 
-PRELUDE = {"cuda": cuda, "math": math, "np": np, "sg_sigmoid": sg_sigmoid,
+PRELUDE = {"cuda": cuda, "math": math, "np": np, "nbtypes": types, "sg_sigmoid": sg_sigmoid,
            "sg_sigmoid32": sg_sigmoid32, "sg_exp32": sg_exp32, "sg_tanh32": sg_tanh32,
            "sg_softplus": sg_softplus, "sg_sign": sg_sign, "sg_round": sg_round}
 
@@ -120,9 +122,23 @@ def compile_kernel(source: str):
     return kernel
 
 
-def launch(kernel, blocks, threads, args) -> None:
-    """``kernel[blocks, threads](*args)``: the one place kernels are launched."""
-    kernel[blocks, threads](*args)
+def shared_buffer(name: str, dtype: str) -> str:
+    """The source line binding ``name`` to the block's shared memory as a ``dtype`` array.
+
+    Kernels use only this dynamic array, sized at launch (``shared_bytes`` of
+    :func:`launch`) and indexed at fixed offsets, never sliced; never static shared
+    arrays. The CUDA simulator makes a static array when the first thread of a block
+    asks for it, and two threads asking at the same moment can each get their own: the
+    block then no longer shares it and the kernel computes garbage, intermittently. The
+    simulator makes the dynamic array once per launch.
+    """
+    return f"{name} = cuda.shared.array(0, nbtypes.{dtype})"
+
+
+def launch(kernel, blocks, threads, args, shared_bytes: int = 0) -> None:
+    """``kernel[blocks, threads](*args)`` with ``shared_bytes`` of dynamic shared memory
+    per block: the one place kernels are launched."""
+    kernel[blocks, threads, 0, shared_bytes](*args)
 
 
 def launch_elements(kernel, total: int, args) -> None:
@@ -135,11 +151,12 @@ def launch_elements(kernel, total: int, args) -> None:
 
 def launch_rows(kernel, serial: bool, rows: int, length: int, args) -> None:
     """Launch a row kernel over ``rows`` rows of ``length`` elements: one thread per row
-    (``serial``) or one block per row."""
+    (``serial``) or one block per row, with :data:`ROW_SHARED_BYTES` of shared memory
+    (its ``buf``)."""
     if serial:
         launch_elements(kernel, rows, args)
     elif rows:
-        launch(kernel, rows, row_threads(length), args)
+        launch(kernel, rows, row_threads(length), args, ROW_SHARED_BYTES)
 
 
 def row_threads(length: int) -> int:

@@ -23,7 +23,7 @@ import numpy as np
 
 from symgraph.backends.cuda import jit
 from symgraph.backends.cuda.context import LoweringContext, fallback, lower
-from symgraph.backends.cuda.jit import ROW_THREADS, compile_kernel, launch_rows
+from symgraph.backends.cuda.jit import compile_kernel, launch_rows, shared_buffer
 from symgraph.backends.cuda.memory import Site, to_device
 from symgraph.errors import ShapeError
 from symgraph.ops.nnet import CrossEntropyIndexed, LogSoftmax, Softmax, SoftmaxCrossEntropy
@@ -54,7 +54,7 @@ def _row_statistics(dtype: str, element: str, serial: bool) -> list[str]:
                 "cuda.syncthreads()"]
 
     head = (["tid = 0", "nt = 1"] if serial else
-            [f"buf = cuda.shared.array({ROW_THREADS}, np.{dtype})", "tid = cuda.threadIdx.x",
+            [shared_buffer("buf", dtype), "tid = cuda.threadIdx.x",
              "nt = cuda.blockDim.x"])
     return (head
             + [f"m = np.{dtype}(-np.inf)",

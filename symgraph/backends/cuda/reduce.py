@@ -23,7 +23,7 @@ import numpy as np
 
 from symgraph.backends.cuda import jit
 from symgraph.backends.cuda.context import LoweringContext, lower
-from symgraph.backends.cuda.jit import ROW_THREADS, compile_kernel, launch_rows, unravel
+from symgraph.backends.cuda.jit import compile_kernel, launch_rows, shared_buffer, unravel
 from symgraph.backends.cuda.memory import Site
 from symgraph.backends.numba.emitter import literal
 from symgraph.errors import ShapeError
@@ -73,7 +73,7 @@ def reduce_source(kind: str, ndim: int, axes: tuple, acc: str, out_dtype: str,
     if serial:
         head = ["o = cuda.grid(1)", "if o >= n_out:", "    return", "tid = 0", "nt = 1"]
     else:
-        head = [f"buf = cuda.shared.array({ROW_THREADS}, np.{acc})", "o = cuda.blockIdx.x",
+        head = [shared_buffer("buf", acc), "o = cuda.blockIdx.x",
                 "tid = cuda.threadIdx.x", "nt = cuda.blockDim.x"]
     lines = (head + unravel("o", [dims[a] for a in kept], [f"i{a}" for a in kept], "ro")
              + [f"acc = {identity(kind, acc)}", "j = tid", "while j < n_red:"]
