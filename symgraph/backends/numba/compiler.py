@@ -89,6 +89,7 @@ def emit_graph(ctx: GraphEmitter, inputs, outputs) -> None:
     clients = fusion.client_map(nodes, outputs)
     out_set = set(outputs)
     steps, virtual = fusion.plan(nodes, clients, out_set)
+    steps = fusion.absorb_joins(steps, clients, out_set)
     virtual |= _shape_only(nodes, clients, out_set)
     ctx.virtual |= virtual
     ctx.clients = clients
@@ -138,7 +139,7 @@ def _shape_only(nodes, clients, outputs) -> set:
 def _emit_group(ctx: GraphEmitter, group: fusion.Group) -> None:
     name, source, args, outs = fusion.group_kernel(group, ctx.virtual)
     ctx.kernel(name, source)
-    for node in group.members:
+    for node in group.members + group.joins:
         ctx.comment(node, f"  [fused: {name}]")
     call = ctx.call(name, [ctx.ref(a) for a in args] + [ctx.buffer(o) for o in outs])
     if len(outs) == 1:

@@ -29,6 +29,7 @@ from symgraph.graph import Apply, Constant, Variable
 from symgraph.ops import scalar as S
 from symgraph.ops.dimshuffle import DimShuffle
 from symgraph.ops.elemwise import Elemwise
+from symgraph.ops.shape import Join
 from symgraph.ops.subtensor import SYMBOLIC, Slice, Subtensor
 
 #: Most arrays one fused loop stores: LLVM vectorises a loop behind run-time overlap
@@ -84,10 +85,16 @@ def _pattern(var: Variable) -> tuple:
 
 @dataclass
 class Group:
-    """Fused Elemwise nodes: ``members`` in topological order, ``outputs`` stored."""
+    """Fused Elemwise nodes: ``members`` in topological order, ``outputs`` stored.
+
+    ``joined[part] = (join_output, k, axis)``: the member output ``part`` is stored as
+    the ``k``-th block along ``axis`` of ``join_output`` (one of ``outputs``), which a
+    Join node in ``joins`` would have concatenated (:func:`absorb_joins`)."""
 
     members: list[Apply]
     outputs: list[Variable] = field(default_factory=list)
+    joined: dict = field(default_factory=dict)
+    joins: list[Apply] = field(default_factory=list)
 
 
 def client_map(nodes: list[Apply], outputs) -> dict:
@@ -162,6 +169,36 @@ def plan(nodes: list[Apply], clients: dict, graph_outputs: set) -> tuple[list, s
                                                for c in _client_nodes(clients, out, virtual)):
                     step.outputs.append(out)
     return steps, virtual
+
+
+def absorb_joins(steps: list, clients: dict, graph_outputs: set) -> list:
+    """``steps`` without the Join nodes whose operands are all outputs of one group,
+    distinct and read by nothing else: the group's loop stores each operand straight
+    into its block of the joined array (operand ``k`` of ``K`` along ``axis`` at offset
+    ``k * n_axis``: the operands share the loop's shape). That saves a copy of the
+    whole result, e.g. the backward LSTM step's four gate cotangents concatenated for
+    one ``(B, 4H) @ (4H, H)`` product."""
+    made_by = {out: step for step in steps if isinstance(step, Group) for out in step.outputs}
+    kept = []
+    for step in steps:
+        group = None if isinstance(step, Group) or not isinstance(step.op, Join) else \
+            made_by.get(step.inputs[0])
+        out = step.outputs[0] if group is not None else None
+        if group is None or not all(
+                made_by.get(part) is group and clients.get(part) == [step]
+                and part not in graph_outputs and part.dtype == out.dtype
+                for part in step.inputs) or len(set(step.inputs)) != len(step.inputs):
+            kept.append(step)
+            continue
+        axis = step.op.axis % out.ndim
+        at = group.outputs.index(step.inputs[0])
+        group.outputs[at:at + 1] = [out]
+        for k, part in enumerate(step.inputs):
+            if k:
+                group.outputs.remove(part)
+            group.joined[part] = (out, k, axis)
+        group.joins.append(step)
+    return kept
 
 
 def _stored(members: list[Apply], clients: dict, graph_outputs: set, virtual: set) -> int:
@@ -468,8 +505,20 @@ def group_kernel(group: Group, virtual: set) -> tuple[str, str, list, list]:
         body.append(f"{t} = {expr}  # {sanitize(describe_op(node.op))}")
         temps[out] = t
     outs = list(group.outputs)
+    blocks = {out: 0 for out in outs}
     for j, out in enumerate(outs):
-        body.append(f"o{j}[{', '.join(idx)}] = {temps[out]}")
+        if out in temps:
+            body.append(f"o{j}[{', '.join(idx)}] = {temps[out]}")
+    rows = []  # a joined output is stored through one row view per block: LLVM
+    last = ndim - 1  # vectorises stores to separate rows, not to offsets in one array
+    for part, (out, k, axis) in group.joined.items():
+        j, blocks[out] = outs.index(out), blocks[out] + 1
+        if axis == last:
+            at = idx[:last] + [f"{k} * n{axis}:{k + 1} * n{axis}"]
+        else:
+            at = [f"{k} * n{axis} + i{axis}" if a == axis else idx[a] for a in range(last)]
+        rows.append(f"r{j}_{k} = o{j}[{', '.join(at)}]")
+        body.append(f"r{j}_{k}[i{last}] = {temps[part]}")
 
     head, dims, checks = list(token_lines), [], []
     for k in range(ndim):
@@ -488,15 +537,22 @@ def group_kernel(group: Group, virtual: set) -> tuple[str, str, list, list]:
         checks += [f"{other} != n{k}" for other in sources[1:]]
     if checks:  # one raise site: each one adds cleanup code that stops LLVM inlining
         head.append(f"if {' or '.join(checks)}: raise SGRuntimeError()")
-    shape = "(" + ", ".join(dims) + ("," if ndim == 1 else "") + ")"
+    for _, _, axis in group.joined.values():
+        if dims[axis] == "1":  # no loop reads the axis: name its length for the offsets
+            head.append(f"n{axis} = 1")
     params = [f"x{k}" for k in range(len(args))] + [f"o{j}" for j in range(len(outs))]
     lines = [f"def KERNEL({', '.join(params)}):"]
-    lines += ["    " + h for h in head]
+    lines += ["    " + h for h in dict.fromkeys(head)]
     for j, out in enumerate(outs):
-        differs = " or ".join(f"o{j}.shape[{k}] != {d}" for k, d in enumerate(dims))
+        joined = {axis for part, (o, _, axis) in group.joined.items() if o is out}
+        out_dims = [f"{blocks[out]} * {d}" if k in joined else d for k, d in enumerate(dims)]
+        shape = "(" + ", ".join(out_dims) + ("," if ndim == 1 else "") + ")"
+        differs = " or ".join(f"o{j}.shape[{k}] != {d}" for k, d in enumerate(out_dims))
         lines.append(f"    if {differs}: o{j} = np.empty({shape}, {dtype_expr(out.dtype)})")
     indent = "    "
     for k in range(ndim):
+        if k == last:
+            lines += [indent + r for r in rows]
         lines.append(f"{indent}for i{k} in range({dims[k]}):")
         indent += "    "
     lines += [indent + b for b in body]

@@ -94,6 +94,38 @@ def test_binary_fused_broadcast_mixed_dtypes(sides, seed):
     assert main.count("sg_call(") <= 2 + stored // MAX_STORED  # fused, not one per op
 
 
+def _join_graph():
+    """Joins of one fused loop's outputs along every axis, which the loop stores in
+    place (``fusion.absorb_joins``), and joins that must stay: an operand that is also
+    returned, a repeated operand, an operand that is a view, a cast operand."""
+    x, y, v = T.ftensor3("x"), T.ftensor3("y"), T.fvector("v")
+    absorbed = []
+    for axis in (0, 1, 2, -2):
+        t = T.tanh(x * (axis + 3.0)) * y
+        absorbed.append(T.concatenate([t * 2.0, t - x, T.exp(-abs(t))], axis=axis))
+    u = T.tanh(v)
+    absorbed.append(T.concatenate([u * 2.0, u + 1.0], axis=0))  # a 1-d loop
+    row = T.sigmoid(v).dimshuffle("x", 0)  # an axis of static length 1 nothing loops over
+    absorbed.append(T.concatenate([row * 3.0, row - 1.0, row * row], axis=0))
+    t = x * y + 1.0
+    kept = [T.concatenate([t * 2.0, t], axis=1), t,  # ``t`` is also returned
+            T.concatenate([t - 1.0, t - 1.0], axis=2),  # repeated
+            T.concatenate([T.exp(y), y[:, ::-1]], axis=1),  # a view
+            T.concatenate([T.cast(x > 0, "int32"), T.cast(y * 2, "int32")], axis=0)]
+    return [x, y, v], absorbed + kept, len(absorbed)
+
+
+@given(shape=st.tuples(st.integers(1, 3), st.integers(1, 4), st.integers(1, 5)),
+       seed=st.integers(0, 99))
+def test_joins_of_a_loops_outputs_are_stored_in_place(shape, seed):
+    fns = compiled("join", lambda: _join_graph()[:2])
+    run_both(fns, values(shape, "float32", seed), values(shape, "float32", seed + 1),
+             values(shape[-1:], "float32", seed + 2), rtol=2e-6, atol=2e-6)
+    main = fns[0].__source__.split("\n\n")[0]
+    joins = [ln for ln in main.splitlines() if "= Join{" in ln]
+    assert len([ln for ln in joins if "[fused: " in ln]) == _join_graph()[2], main
+
+
 def _unary_graph(dtype):
     x = T.tensor(dtype, (None, None), name="x")
     pos = abs(x) + 0.5
