@@ -5,11 +5,12 @@ the carry history ``H = (c[1] .. c[T])`` (or only ``c[T]``) and ``Y = (y[0] .. y
 
 Plan:
 1. What the backward loop reads from the forward one: the state each step started from,
-   ``c[t]``, and the value ``P[t]`` of each matrix product in the step (rewrite
-   ``scan_save_products``: products are saved, not recomputed; the elementwise work
-   around them is cheap to redo). Both are extra per-step outputs of the forward loop:
-   the node is rebuilt with them appended, and the compile-time rewrite
-   ``scan_merge_extended`` makes it replace the original, so the loop runs once.
+   ``c[t]``, and the value ``P[t]`` of each matrix product in the step, or of the sum
+   it is added into (rewrite ``scan_save_products``: products are saved, not
+   recomputed; the elementwise work around them is cheap to redo). Both are extra
+   per-step outputs of the forward loop: the node is rebuilt with them appended, and
+   the compile-time rewrite ``scan_merge_extended`` makes it replace the original, so
+   the loop runs once.
 2. The backward step, traced on placeholders: rebuild the forward step, seed it with
    ``c̄[t+1] + H̄[t]`` on the new carries and ``Ȳ[t]`` on the step outputs, and
    backpropagate to ``x[t]``, ``c[t]`` and ``w``; then read each product's value from
@@ -146,11 +147,37 @@ def _seed(seeds: dict, var, g) -> None:
 
 
 def _products(op) -> list:
-    """The step's matrix products (inner ``Dot`` outputs), in graph order."""
+    """What the backward loop reads instead of recomputing: the step's matrix products
+    (inner ``Dot`` outputs, in graph order), each replaced by the sum it is added into
+    when that sum is its only use and has its shape (no broadcasting), repeatedly: for a gate
+    pre-activation :math:`z = x_t W + h U + b`, the loop saves :math:`z` once, not
+    :math:`x_t W` and :math:`h U`, and the backward loop adds nothing up again (nor
+    reads :math:`x_t`)."""
+    from symgraph.ops import scalar as S
     from symgraph.ops.blas import Dot
+    from symgraph.ops.elemwise import Elemwise
 
-    return [n.outputs[0] for n in op.inner.toposort()
-            if isinstance(n.op, Dot) and n.outputs[0].type.is_float]
+    clients = op.inner.clients
+    saved: list = []
+    for node in op.inner.toposort():
+        if not isinstance(node.op, Dot) or not node.outputs[0].type.is_float:
+            continue
+        var = node.outputs[0]
+        while len(clients.get(var, [])) == 1:
+            user = clients[var][0][0]
+            if not (isinstance(getattr(user, "op", None), Elemwise)
+                    and isinstance(user.op.scalar_op, S.Add)
+                    and _broadcastable(user.outputs[0]) == _broadcastable(var)):
+                break
+            var = user.outputs[0]
+        if var not in saved:
+            saved.append(var)
+    return saved
+
+
+def _broadcastable(var) -> tuple:
+    """Which axes of ``var`` have static length 1 (equal patterns: equal shapes)."""
+    return tuple(d == 1 for d in var.type.shape)
 
 
 def _products_by_weight(op, diff_nonseq) -> dict:

@@ -23,6 +23,7 @@ from __future__ import annotations
 from symgraph.backends.numba.emitter import dtype_expr
 from symgraph.backends.numba.lower_basic import contiguous
 from symgraph.backends.numba.registry import lower
+from symgraph.ops.subtensor import Slice, Subtensor
 from symgraph.scan.op import Scan
 
 
@@ -39,12 +40,15 @@ def _scan(op, node, ctx):
     cmp = "!=" if op.exact_length else "<"
     ctx.check(" or ".join([f"{n} < 0"] + [f"{ctx.ref(q)}.shape[0] {cmp} {n}" for q in seqs]))
     for k, seq in enumerate(seqs):
-        if seq.ndim > 1 and ctx.layout(seq) != "C":  # e.g. a reversed view: step slices
+        base = _reversed(seq)
+        if base is not None and ctx.layout(base) == "C":  # y[::-1][t] is y[len - 1 - t]
+            seq_refs.append((ctx.ref(base), True))
+        elif seq.ndim > 1 and ctx.layout(seq) != "C":  # step slices would be strided
             copy = ctx.call("sg_copy", [ctx.ref(seq), ctx.state.dummy(seq.ndim, seq.dtype)])
-            ctx.emit(f"{tag}_x{k} = {copy}")  # would be strided
-            seq_refs.append(f"{tag}_x{k}")
+            ctx.emit(f"{tag}_x{k} = {copy}")
+            seq_refs.append((f"{tag}_x{k}", False))
         else:
-            seq_refs.append(ctx.ref(seq))
+            seq_refs.append((ctx.ref(seq), False))
 
     carries, histories, buffers = [], [], []
     for k, init in enumerate(inits):
@@ -63,9 +67,11 @@ def _scan(op, node, ctx):
         buffers.append(bufs)
     if any(None in out.type.shape for out in inner.outputs[op.n_carry:]):
         ctx.emit(f"if {n} == 0: raise SGUseReference()")  # stacked shapes need a step
-    stacked = []
+    stacked, slots = [], []
     for j, out in enumerate(inner.outputs[op.n_carry:]):
         name = ctx.name_for(node.outputs[op.n_carry + j])
+        reversals = _read_reversed(ctx, node.outputs[op.n_carry + j])
+        slots.append(f"{n} - 1 - {t}" if reversals else t)  # stored in reversed order
         empty = tuple([0] + [s or 0 for s in out.type.shape])
         ctx.emit(f"{name} = np.empty({empty}, {dtype_expr(out.dtype)})")
         stacked.append(name)
@@ -73,8 +79,9 @@ def _scan(op, node, ctx):
     ctx.emit(f"for {t} in range({n}):")
     body = ctx.child()
     n_seq = len(seqs)
-    for slot, ref in zip(inner.inputs[:n_seq], seq_refs):
-        body.bind(slot, f"{ref}[{t}]", "C", owned=False)
+    for slot, (ref, backwards) in zip(inner.inputs[:n_seq], seq_refs):
+        body.bind(slot, f"{ref}[{ref}.shape[0] - 1 - {t}]" if backwards else f"{ref}[{t}]",
+                  "C", owned=False)
     for slot, cur in zip(inner.inputs[n_seq:n_seq + op.n_carry], carries):
         body.alias(slot, cur, "C")
     for slot, outer in zip(inner.inputs[n_seq + op.n_carry:], nonseqs):
@@ -82,7 +89,7 @@ def _scan(op, node, ctx):
     emit_graph(body, inner.inputs, inner.outputs)
 
     # step outputs first: one may be a carry the step received
-    for new, name in zip(inner.outputs[op.n_carry:], stacked):
+    for new, name, slot in zip(inner.outputs[op.n_carry:], stacked, slots):
         value = body.ref(new)
         if new.ndim:
             body.emit(f"if {t} == 0: {name} = np.empty(({n},) + {value}.shape, "
@@ -90,9 +97,9 @@ def _scan(op, node, ctx):
         else:
             body.emit(f"if {t} == 0: {name} = np.empty({n}, {dtype_expr(new.dtype)})")
         if new.ndim:
-            body.emit(body.call("sg_copy_exact", [value, f"{name}[{t}]"]))
+            body.emit(body.call("sg_copy_exact", [value, f"{name}[{slot}]"]))
         else:
-            body.emit(f"{name}[{t}] = {value}")
+            body.emit(f"{name}[{slot}] = {value}")
     for k, new in enumerate(inner.outputs[:op.n_carry]):
         value, cur = body.ref(new), carries[k]
         if new.ndim == 0:
@@ -108,5 +115,31 @@ def _scan(op, node, ctx):
             ctx.note(out, "C", owned=True)
         else:
             ctx.alias(out, carries[k], "C")
-    for out in node.outputs[op.n_carry:]:
-        ctx.note(out, "C", owned=True)
+    for out, name in zip(node.outputs[op.n_carry:], stacked):
+        reversals = _read_reversed(ctx, out)
+        for rev in reversals:  # already in the order they ask for
+            ctx.alias(rev.outputs[0], name, "C", owned=len(reversals) == 1)
+            ctx.precomputed.add(rev.outputs[0])
+        if reversals:
+            ctx.alias(out, f"{name}[::-1]", "A")
+        else:
+            ctx.note(out, "C", owned=True)
+
+
+def _reversed(var):
+    """``y`` when ``var`` is ``y[::-1]`` (a reversal of the leading axis), else None."""
+    node = var.owner
+    if (node is not None and isinstance(node.op, Subtensor) and len(node.inputs) == 1
+            and node.op.idx_list == (Slice(None, None, -1),)):
+        return node.inputs[0]
+    return None
+
+
+def _read_reversed(ctx, out) -> list:
+    """The nodes reversing ``out`` when nothing else reads it (the backward loop's
+    results, which the gradient returns in forward time order): the loop then stores
+    its steps from the end and those nodes are views of the array it fills."""
+    readers = ctx.clients.get(out, [])
+    if readers and all(r != "output" and _reversed(r.outputs[0]) is out for r in readers):
+        return readers
+    return []

@@ -39,6 +39,17 @@ def test_scan_forward_backward_and_gradient(rnn, steps, batch):
     assert_same(rnn[0](x, h0, w), rnn[1](x, h0, w), rtol=1e-5, atol=1e-5)
 
 
+def test_reversed_time_is_read_and_stored_in_place(rnn):
+    """A loop reads a reversed sequence from its end, and stores from the end a result
+    that the graph only reverses (the gradient's backward loops; the forward loop's
+    states saved for them): no whole-sequence copies (values: the test above)."""
+    main = rnn[0].__source__.split("\n\n")[0]
+    reversals = [ln for ln in main.splitlines() if "Subtensor{((None,None,-1))}" in ln]
+    assert len([ln for ln in reversals if "[computed above" in ln]) == 4, main
+    assert main.count(".shape[0] - 1 - ") == 5  # the reversed sequences, read in place
+    assert "_x0 = sg_call(sg_copy" not in main
+
+
 def test_scan_with_n_steps_prefix_and_zero_steps():
     x, h0, n = T.fmatrix("x"), T.fvector("h0"), T.lscalar("n")
     hs, _ = sg.scan(lambda xt, h: h * 0.5 + xt, sequences=[x], outputs_info=[h0], n_steps=n)
