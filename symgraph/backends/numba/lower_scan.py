@@ -23,6 +23,7 @@ from __future__ import annotations
 from symgraph.backends.numba.emitter import dtype_expr
 from symgraph.backends.numba.lower_basic import contiguous
 from symgraph.backends.numba.registry import lower
+from symgraph.ops.blas import Dot
 from symgraph.ops.subtensor import Slice, Subtensor
 from symgraph.scan.op import Scan
 
@@ -76,6 +77,15 @@ def _scan(op, node, ctx):
         ctx.emit(f"{name} = np.empty({empty}, {dtype_expr(out.dtype)})")
         stacked.append(name)
 
+    nonseq_refs = []
+    for k, outer in enumerate(nonseqs):
+        slot = inner.inputs[len(seqs) + op.n_carry + k]
+        if outer.ndim == 2 and ctx.layout(outer) != "C" and _multiplied(inner, slot):
+            ctx.emit(f"{tag}_w{k} = {contiguous(ctx, outer)}")  # once, not once per step
+            nonseq_refs.append((f"{tag}_w{k}", "C"))
+        else:
+            nonseq_refs.append((ctx.ref(outer), ctx.layout(outer)))
+
     ctx.emit(f"for {t} in range({n}):")
     body = ctx.child()
     n_seq = len(seqs)
@@ -84,8 +94,8 @@ def _scan(op, node, ctx):
                   "C", owned=False)
     for slot, cur in zip(inner.inputs[n_seq:n_seq + op.n_carry], carries):
         body.alias(slot, cur, "C")
-    for slot, outer in zip(inner.inputs[n_seq + op.n_carry:], nonseqs):
-        body.alias(slot, ctx.ref(outer), ctx.layout(outer))
+    for slot, (ref, layout) in zip(inner.inputs[n_seq + op.n_carry:], nonseq_refs):
+        body.alias(slot, ref, layout)
     emit_graph(body, inner.inputs, inner.outputs)
 
     # step outputs first: one may be a carry the step received
@@ -124,6 +134,13 @@ def _scan(op, node, ctx):
             ctx.alias(out, f"{name}[::-1]", "A")
         else:
             ctx.note(out, "C", owned=True)
+
+
+def _multiplied(inner, var) -> bool:
+    """Whether a matrix product in the step reads ``var``. A loop-invariant matrix that
+    is a transposed view (the backward loop's ``W.T``) is copied C-contiguous before the
+    loop for these: BLAS multiplies by a transposed operand more slowly."""
+    return any(isinstance(getattr(c, "op", None), Dot) for c, _ in inner.clients.get(var, []))
 
 
 def _reversed(var):

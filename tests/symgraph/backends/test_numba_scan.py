@@ -1,6 +1,8 @@
 """Compiled scan (a ``for`` loop with the inner graph inline) and a small LSTM-style
 training step, against the numpy reference."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -48,6 +50,15 @@ def test_reversed_time_is_read_and_stored_in_place(rnn):
     assert len([ln for ln in reversals if "[computed above" in ln]) == 4, main
     assert main.count(".shape[0] - 1 - ") == 5  # the reversed sequences, read in place
     assert "_x0 = sg_call(sg_copy" not in main
+
+
+def test_a_transposed_weight_is_copied_once_before_the_loop(rnn):
+    """The backward loops multiply by ``w.T``: a C-contiguous copy made before each loop
+    (BLAS is slower on a transposed operand), not one per step."""
+    main = rnn[0].__source__.split("\n\n")[0]
+    copies = [ln for ln in main.splitlines() if re.search(r"_w\d+ = sg_call\(sg_copy,", ln)]
+    assert len(copies) == 2, main
+    assert all(re.match(r"    \S", ln) for ln in copies)  # the function's level: no loop
 
 
 def test_scan_with_n_steps_prefix_and_zero_steps():
