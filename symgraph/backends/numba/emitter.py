@@ -129,6 +129,8 @@ class GraphEmitter:
         self.virtual: set[Variable] = set()
         self.precomputed: set[Variable] = set()  # computed early, with another node
         self.clients: dict = {}
+        self.sinks: dict[Variable, str] = {}  # where a loop wants a value written
+        self.sunk: set[Variable] = set()  # values a kernel was asked to write there
 
     def child(self, extra_indent: int = 1) -> GraphEmitter:
         """An emitter for a loop body nested in this one (same function, new names)."""
@@ -214,12 +216,17 @@ class GraphEmitter:
     def buffer(self, var: Variable) -> str:
         """The ``out`` argument for a kernel computing ``var``: inside a compiled loop the
         variable's own name, declared empty before the loop, so each step reuses the
-        previous step's array; elsewhere an empty placeholder (the kernel allocates)."""
+        previous step's array, or the loop's *sink* for it (the slot of the history or
+        stack the step's result goes to, see ``lower_scan``); elsewhere an empty
+        placeholder (the kernel allocates)."""
         if self.loop_depth == 0:
             return self.state.dummy(var.ndim, var.dtype)
         name = self.name_for(var)
         dummy = self.state.dummy(var.ndim, var.dtype)
         self.state.preamble.append(f"{name} = {dummy}")
+        if var in self.sinks:
+            self.sunk.add(var)
+            return self.sinks[var]
         return name
 
     def call(self, kernel: str, args) -> str:

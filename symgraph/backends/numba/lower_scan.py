@@ -96,6 +96,9 @@ def _scan(op, node, ctx):
         body.alias(slot, cur, "C")
     for slot, (ref, layout) in zip(inner.inputs[n_seq + op.n_carry:], nonseq_refs):
         body.alias(slot, ref, layout)
+    carry_slots = [f"{histories[k]}[{t}]" if histories[k] else f"{buffers[k]}[{t} % 2]"
+                   for k in range(op.n_carry)]
+    body.sinks = _sinks(body, op, t, carry_slots, stacked, slots)
     emit_graph(body, inner.inputs, inner.outputs)
 
     # step outputs first: one may be a carry the step received
@@ -106,10 +109,13 @@ def _scan(op, node, ctx):
                       f"{dtype_expr(new.dtype)})")
         else:
             body.emit(f"if {t} == 0: {name} = np.empty({n}, {dtype_expr(new.dtype)})")
-        if new.ndim:
-            body.emit(body.call("sg_copy_exact", [value, f"{name}[{slot}]"]))
-        else:
+        if not new.ndim:
             body.emit(f"{name}[{slot}] = {value}")
+            continue
+        copy = body.call("sg_copy_exact", [value, f"{name}[{slot}]"])
+        if new in body.sunk and body.sinks[new].startswith(f"({name}["):
+            copy = f"if {t} == 0 or {_elsewhere(value, f'{name}[{slot}]')}: {copy}"
+        body.emit(copy)
     for k, new in enumerate(inner.outputs[:op.n_carry]):
         value, cur = body.ref(new), carries[k]
         if new.ndim == 0:
@@ -117,8 +123,10 @@ def _scan(op, node, ctx):
                 body.emit(f"{histories[k]}[{t}] = {value}")
             body.emit(f"{cur} = {value}")
             continue
-        slot = f"{histories[k]}[{t}]" if histories[k] else f"{buffers[k]}[{t} % 2]"
-        body.emit(f"{cur} = {body.call('sg_copy_exact', [value, slot])}")
+        slot, copy = carry_slots[k], body.call("sg_copy_exact", [value, carry_slots[k]])
+        if new in body.sunk and body.sinks[new] == slot:
+            copy = f"{copy} if {_elsewhere(value, slot)} else {value}"
+        body.emit(f"{cur} = {copy}")
 
     for k, out in enumerate(node.outputs[:op.n_carry]):
         if histories[k]:
@@ -134,6 +142,27 @@ def _scan(op, node, ctx):
             ctx.alias(out, f"{name}[::-1]", "A")
         else:
             ctx.note(out, "C", owned=True)
+
+
+def _sinks(body, op, t: str, carry_slots: list, stacked: list, slots: list) -> dict:
+    """Where the kernels computing the step's results write them (``GraphEmitter.buffer``):
+    a new carry into its history slot or the buffer the next step reads, a step output
+    into its stack slot (from the second step on: the stack is allocated once the first
+    step has given the shape), instead of into a buffer copied there afterwards."""
+    inner = op.inner
+    sinks: dict = {}
+    for new, slot in zip(inner.outputs[:op.n_carry], carry_slots):
+        if new.ndim and new not in inner.inputs:
+            sinks.setdefault(new, slot)
+    for new, name, slot in zip(inner.outputs[op.n_carry:], stacked, slots):
+        if new.ndim and new not in inner.inputs:
+            sinks.setdefault(new, f"({name}[{slot}] if {t} else {body.name_for(new)})")
+    return sinks
+
+
+def _elsewhere(value: str, slot: str) -> str:
+    """The condition that ``value`` is not the array ``slot`` (a kernel reallocated)."""
+    return f"{value}.ctypes.data != {slot}.ctypes.data"
 
 
 def _multiplied(inner, var) -> bool:

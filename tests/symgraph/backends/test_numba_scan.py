@@ -61,6 +61,15 @@ def test_a_transposed_weight_is_copied_once_before_the_loop(rnn):
     assert all(re.match(r"    \S", ln) for ln in copies)  # the function's level: no loop
 
 
+def test_steps_write_their_results_into_the_history_and_stack_slots(rnn):
+    """The kernels computing a step's new carry and its stacked outputs write them into
+    their slots (a copy follows only if a kernel had to allocate); values: above."""
+    main = rnn[0].__source__.split("\n\n")[0]
+    guarded = [ln for ln in main.splitlines() if ".ctypes.data != " in ln]
+    assert len(guarded) >= 4, main  # the two forward loops' carries and outputs
+    assert main.count(" if v") >= 4  # stack slots from the second step on
+
+
 def test_scan_with_n_steps_prefix_and_zero_steps():
     x, h0, n = T.fmatrix("x"), T.fvector("h0"), T.lscalar("n")
     hs, _ = sg.scan(lambda xt, h: h * 0.5 + xt, sequences=[x], outputs_info=[h0], n_steps=n)
