@@ -64,6 +64,49 @@ def scan_prune_outputs(fgraph: FunctionGraph) -> None:
             fgraph.replace(old, new, reason="scan_prune_outputs")
 
 
+@register_pass("scan_prune_unread_inputs", order=52)
+def scan_prune_unread_inputs(fgraph: FunctionGraph) -> None:
+    """Sequences and non-sequences that the step (after its own rewrites, and after
+    ``scan_prune_outputs`` dropped unread results) no longer reads are not passed to
+    the loop: e.g. the saved gate pre-activations of an LSTM once the backward loop
+    reads the saved activations instead. The loops that produced them then lose that
+    reader, so ``scan_prune_outputs`` runs again (unless switched off) until nothing
+    changes."""
+    from symgraph.config import config
+
+    while _prune_unread_inputs(fgraph) and "scan_prune_outputs" not in config.excluded_rewrites:
+        scan_prune_outputs(fgraph)
+
+
+def _prune_unread_inputs(fgraph: FunctionGraph) -> bool:
+    changed = False
+    for node in fgraph.toposort():
+        op = node.op
+        if not isinstance(op, Scan):
+            continue
+        clients = op.inner.clients
+        n_steps, seqs, inits, nonseqs = op.split_inputs(list(node.inputs))
+        inner_seq = op.inner.inputs[:op.n_seq]
+        inner_nonseq = op.inner.inputs[op.n_seq + op.n_carry:]
+        keep_seq = [k for k, v in enumerate(inner_seq) if clients.get(v)]
+        keep_nonseq = [k for k, v in enumerate(inner_nonseq) if clients.get(v)]
+        if len(keep_seq) == op.n_seq and len(keep_nonseq) == op.n_nonseq:
+            continue
+        carries = op.inner.inputs[op.n_seq: op.n_seq + op.n_carry]
+        inner = FunctionGraph([inner_seq[k] for k in keep_seq] + list(carries)
+                              + [inner_nonseq[k] for k in keep_nonseq], op.inner.outputs,
+                              copy=False)
+        new_op = Scan(inner, len(keep_seq), op.n_carry, len(keep_nonseq), op.keep_history,
+                      op.truncate_gradient, op.exact_length, op.name)
+        new_op.inner_rewritten = getattr(op, "inner_rewritten", False)
+        new_node = new_op.make_node(n_steps, *[seqs[k] for k in keep_seq], *inits,
+                                    *[nonseqs[k] for k in keep_nonseq])
+        for old, new in zip(node.outputs, new_node.outputs):
+            fgraph.replace(old, new, reason="scan_prune_unread_inputs")
+        changed = True
+    return changed
+
+
 @register_pass("scan_inner_rewrites", order=50)
 def scan_inner_rewrites(fgraph: FunctionGraph) -> None:
     """Rewrite each scan's step graph (a copy: the user's graph is left alone)."""

@@ -46,6 +46,8 @@ def scan_pullback(op, inputs, outputs, cotangents):
     T = n_steps
     # 1. states before each step, and the products' values
     saved = _products(op) if enabled("scan_save_products") else []
+    if enabled("scan_save_activations"):
+        saved += [v for v in _activations(op) if v not in saved]
     carry_in = op.inner.inputs[op.n_seq: op.n_seq + op.n_carry]
     extended = op.with_step_outputs([*carry_in, *saved]).make_node(*inputs).outputs
     first = op.n_carry + op.n_out
@@ -173,6 +175,19 @@ def _products(op) -> list:
         if var not in saved:
             saved.append(var)
     return saved
+
+
+def _activations(op) -> list:
+    """The outputs of the step's sigmoid, tanh and exp: their derivatives need only
+    these, so a backward loop that reads them recomputes no exponential (the values they
+    were computed from, e.g. a saved gate pre-activation, are then read by nothing and
+    the compile-time passes stop stacking them)."""
+    from symgraph.ops import scalar as S
+    from symgraph.ops.elemwise import Elemwise
+
+    return [n.outputs[0] for n in op.inner.toposort()
+            if isinstance(n.op, Elemwise) and isinstance(n.op.scalar_op, S.Sigmoid | S.Tanh | S.Exp)
+            and n.outputs[0].type.is_float and n.outputs[0] not in op.inner.inputs]
 
 
 def _broadcastable(var) -> tuple:

@@ -148,3 +148,11 @@ def _save_products(step: TracedStep) -> None:
     """In the gradient of a scan, the values of the step's matrix products are saved by
     the forward loop (extra per-step outputs) instead of recomputed by the backward one
     (applied by ``symgraph.scan.pullback``; this entry names the switch)."""
+
+
+@register_pass("scan_save_activations", order=97, phase="scan-trace")
+def _save_activations(step: TracedStep) -> None:
+    """In the gradient of a scan, the outputs of the step's sigmoid, tanh and exp (whose
+    derivatives need only their outputs) are saved by the forward loop instead of
+    recomputed by the backward one (applied by ``symgraph.scan.pullback``; this entry
+    names the switch)."""

@@ -19,7 +19,8 @@ from tests.test_seed_notebook import (
 
 SCAN_REWRITES = ["scan_merge_gemm", "scan_hoist_invariants", "scan_hoist_input_gemm",
                  "scan_weight_grad_gemm", "scan_prune_inputs", "scan_save_products",
-                 "scan_prune_outputs", "incs_into_join"]
+                 "scan_save_activations", "scan_prune_unread_inputs", "scan_prune_outputs",
+                 "incs_into_join"]
 
 
 @contextlib.contextmanager
@@ -88,6 +89,35 @@ def test_backward_reads_saved_products_from_the_one_forward_loop():
     with without("scan_save_products"):
         recomputing = seed_lstm_step()
     assert len(dots(fn.fgraph)) < len(dots(recomputing.fgraph))
+    for a, b in zip(run_step(fn), run_step(recomputing)):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
+
+
+def test_backward_reads_saved_activations_and_no_pre_activations():
+    """The forward loop saves the gates' sigmoid and tanh outputs; the backward loop
+    computes no sigmoid, tanh or exp, and reads every sequence it is given (those it no
+    longer reads, such as pre-activations, are not passed)."""
+    from symgraph.ops import scalar as S
+    from symgraph.ops.elemwise import Elemwise
+
+    def exponentials(fgraph):
+        return [n for n in fgraph.toposort() if isinstance(n.op, Elemwise)
+                and isinstance(n.op.scalar_op, S.Sigmoid | S.Tanh | S.Exp)]
+
+    fn = seed_lstm_step()
+    forward, backward = scans(fn)
+    assert exponentials(forward.op.inner) and not exponentials(backward.op.inner)
+    with without("scan_save_activations"):
+        recomputing = seed_lstm_step()
+    fwd_r, bwd_r = scans(recomputing)
+    assert exponentials(bwd_r.op.inner)
+    assert backward.op.n_seq <= bwd_r.op.n_seq + len(exponentials(forward.op.inner))
+    inner = backward.op.inner
+    assert all(inner.clients.get(v) for v in inner.inputs[:backward.op.n_seq])  # all read
+    with without("scan_prune_unread_inputs"):
+        unpruned = seed_lstm_step()
+    assert scans(unpruned)[1].op.n_seq > backward.op.n_seq
+    assert scans(unpruned)[0].op.n_out >= forward.op.n_out
     for a, b in zip(run_step(fn), run_step(recomputing)):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
 
