@@ -52,9 +52,8 @@ def scan_prune_outputs(fgraph: FunctionGraph) -> None:
                 kept[inner] = outer
         if len(kept) == len(inner_outs):
             continue
-        new_op = Scan(FunctionGraph(op.inner.inputs, op.inner.outputs[:op.n_carry] + list(kept),
-                                    copy=False), op.n_seq, op.n_carry, op.n_nonseq,
-                      op.keep_history, op.truncate_gradient, op.exact_length, op.name)
+        new_op = op.with_inner(FunctionGraph(
+            op.inner.inputs, op.inner.outputs[:op.n_carry] + list(kept), copy=False))
         new_node = new_op.make_node(*node.inputs)
         replacements = list(zip(node.outputs[:op.n_carry], new_node.outputs[:op.n_carry]))
         replacements += list(zip(kept.values(), new_node.outputs[op.n_carry:]))
@@ -96,9 +95,7 @@ def _prune_unread_inputs(fgraph: FunctionGraph) -> bool:
         inner = FunctionGraph([inner_seq[k] for k in keep_seq] + list(carries)
                               + [inner_nonseq[k] for k in keep_nonseq], op.inner.outputs,
                               copy=False)
-        new_op = Scan(inner, len(keep_seq), op.n_carry, len(keep_nonseq), op.keep_history,
-                      op.truncate_gradient, op.exact_length, op.name)
-        new_op.inner_rewritten = getattr(op, "inner_rewritten", False)
+        new_op = op.with_inner(inner, len(keep_seq), len(keep_nonseq))
         new_node = new_op.make_node(n_steps, *[seqs[k] for k in keep_seq], *inits,
                                     *[nonseqs[k] for k in keep_nonseq])
         for old, new in zip(node.outputs, new_node.outputs):
@@ -115,8 +112,7 @@ def scan_inner_rewrites(fgraph: FunctionGraph) -> None:
         if not isinstance(op, Scan) or getattr(op, "inner_rewritten", False):
             continue
         inner = rewrite(FunctionGraph(op.inner.inputs, op.inner.outputs))
-        new_op = Scan(inner, op.n_seq, op.n_carry, op.n_nonseq, op.keep_history,
-                      op.truncate_gradient, op.exact_length, op.name)
+        new_op = op.with_inner(inner)
         new_op.inner_rewritten = True
         new_node = new_op.make_node(*node.inputs)
         for old, new in zip(node.outputs, new_node.outputs):

@@ -70,14 +70,24 @@ class Scan(Op):
         return Scan(self.inner, self.n_seq, self.n_carry, self.n_nonseq,
                     (True,) * self.n_carry, self.truncate_gradient, self.exact_length, self.name)
 
+    def with_inner(self, inner: FunctionGraph, n_seq: int | None = None,
+                   n_nonseq: int | None = None) -> Scan:
+        """The same loop (carries, history, truncation, name) with the step ``inner``,
+        which may take fewer sequences or non-sequences; a step already rewritten
+        (``inner_rewritten``) stays marked so."""
+        op = Scan(inner, self.n_seq if n_seq is None else n_seq, self.n_carry,
+                  self.n_nonseq if n_nonseq is None else n_nonseq, self.keep_history,
+                  self.truncate_gradient, self.exact_length, self.name)
+        op.inner_rewritten = getattr(self, "inner_rewritten", False)
+        return op
+
     def with_step_outputs(self, extra) -> Scan:
         """The same loop also stacking the inner variables ``extra`` (values the step
         computes or receives) as per-step outputs, appended after the existing ones. The
         inner graph shares its variables with this one, so that the compile-time rewrite
         ``scan_merge_extended`` can tell the two loops compute the same thing."""
-        inner = FunctionGraph(self.inner.inputs, self.inner.outputs + list(extra), copy=False)
-        return Scan(inner, self.n_seq, self.n_carry, self.n_nonseq, self.keep_history,
-                    self.truncate_gradient, self.exact_length, self.name)
+        return self.with_inner(FunctionGraph(self.inner.inputs,
+                                             self.inner.outputs + list(extra), copy=False))
 
     def extends(self, other: Scan) -> bool:
         """Whether this loop is ``other`` with step outputs appended."""

@@ -32,10 +32,10 @@ from dataclasses import dataclass, field
 
 from symgraph.backends.cuda.context import LoweringContext
 from symgraph.backends.cuda.jit import compile_kernel, launch_elements, unravel
-from symgraph.backends.numba.emitter import describe_op, literal, sanitize
-from symgraph.backends.numba.fusion import Group, _access, scalar_expr
+from symgraph.backends.numba.emitter import describe_op
+from symgraph.backends.numba.fusion import Group, LoopBody
 from symgraph.errors import ShapeError
-from symgraph.graph import Apply, Constant, Variable
+from symgraph.graph import Apply, Variable
 
 
 @dataclass
@@ -55,10 +55,6 @@ class Loop:
     tokens: list[tuple] = field(default_factory=list)
 
 
-def _is_literal(var: Variable) -> bool:
-    return isinstance(var, Constant) and var.value.size == 1
-
-
 def loop_source(members: list[Apply], stored: list[Variable], virtual: set) -> Loop:
     """The kernel computing ``members`` (Elemwise nodes of one loop domain, in order) and
     storing ``stored``; inputs are read through the views in ``virtual``."""
@@ -66,9 +62,6 @@ def loop_source(members: list[Apply], stored: list[Variable], virtual: set) -> L
     idx = [f"i{k}" for k in range(ndim)]
     args: list[Variable] = []
     tokens: list[tuple] = []
-    loads: dict = {}
-    temps: dict = {}
-    body: list[str] = []
 
     def param(var: Variable) -> str:
         if var not in args:
@@ -80,34 +73,20 @@ def loop_source(members: list[Apply], stored: list[Variable], virtual: set) -> L
             tokens.append(key)
         return f"q{tokens.index(key)}"
 
-    def read(var: Variable) -> str:
-        if var in temps:
-            return temps[var]
-        src, axes = _access(var, virtual)
-        if _is_literal(src):
-            return literal(src.value, src.dtype)
-        name = param(src)
-        if src.ndim == 0:
-            return name
-        if (src, axes) not in loads:
-            subs = [" + ".join(([idx[k]] if k is not None else []) + [token(o) for o in offs])
-                    or "0" for k, offs, _ in axes]
-            loads[(src, axes)] = f"t{len(temps) + len(loads)}"
-            body.append(f"{loads[(src, axes)]} = {name}[{', '.join(subs)}]")
-        return loads[(src, axes)]
+    def subscripts(axes) -> list[str]:
+        return [" + ".join(([idx[k]] if k is not None else []) + [token(o) for o in offs])
+                or "0" for k, offs, _ in axes]
 
+    loop = LoopBody(virtual, param, subscripts)
     for node in members:
-        out = node.outputs[0]
-        expr = scalar_expr(node.op.scalar_op, [read(v) for v in node.inputs],
-                           [v.dtype for v in node.inputs], out.dtype)
-        temps[out] = f"t{len(temps) + len(loads)}"
-        body.append(f"{temps[out]} = {expr}  # {sanitize(describe_op(node.op))}")
-    body += [f"o{j}[{', '.join(idx)}] = {read(out)}" for j, out in enumerate(stored)]
+        loop.compute(node)
+    stores = [f"o{j}[{', '.join(idx)}] = {loop.read(out)}" for j, out in enumerate(stored)]
+    body = loop.lines + stores  # (reading a stored view loads it first)
 
     dims = []
     for k in range(ndim):
         found = []
-        for (src, axes) in loads:
+        for (src, axes) in loop.loads:
             for a, (m, _, length) in enumerate(axes):
                 if m == k:
                     found.append(("token", length) if length is not None

@@ -414,6 +414,50 @@ def _is_literal(var: Variable) -> bool:
     return isinstance(var, Constant) and var.value.size == 1
 
 
+class LoopBody:
+    """The statements of one fused loop's body, for both backends' generators: each
+    input element is loaded once into a temporary ``t<k>`` (through the index maps of
+    the views the plan absorbed), each member's scalar expression into another.
+    ``param(var)`` names a kernel argument and ``subscripts(axes)`` writes the index of
+    a load (``axes`` as :func:`_access` gives them), each the backend's own."""
+
+    def __init__(self, virtual: set, param, subscripts) -> None:
+        self.virtual, self.param, self.subscripts = virtual, param, subscripts
+        self.lines: list[str] = []
+        self.loads: dict = {}  # (source, axes) -> temporary
+        self.temps: dict = {}  # member output -> temporary
+
+    def _temporary(self) -> str:
+        return f"t{len(self.temps) + len(self.loads)}"
+
+    def read(self, var: Variable) -> str:
+        """The expression of ``var``'s element at the loop index."""
+        if var in self.temps:
+            return self.temps[var]
+        src, axes = _access(var, self.virtual)
+        if _is_literal(src):
+            return literal(src.value, src.dtype)
+        name = self.param(src)
+        if src.ndim == 0:
+            return name
+        key = (src, axes)
+        if key not in self.loads:
+            t = self._temporary()
+            self.lines.append(f"{t} = {name}[{', '.join(self.subscripts(axes))}]")
+            self.loads[key] = t
+        return self.loads[key]
+
+    def compute(self, node: Apply) -> str:
+        """Append the member ``node``'s scalar expression; returns its temporary."""
+        out = node.outputs[0]
+        expr = scalar_expr(node.op.scalar_op, [self.read(v) for v in node.inputs],
+                           [v.dtype for v in node.inputs], out.dtype)
+        t = self._temporary()
+        self.lines.append(f"{t} = {expr}  # {sanitize(describe_op(node.op))}")
+        self.temps[out] = t
+        return t
+
+
 def group_kernel(group: Group, virtual: set) -> tuple[str, str, list, list]:
     """``(name, source, args, outs)`` of the kernel computing ``group``: ``args`` are the
     variables (arrays and 0-d values, view bounds included) to pass, ``outs`` the stored
@@ -422,9 +466,6 @@ def group_kernel(group: Group, virtual: set) -> tuple[str, str, list, list]:
     ndim = group.members[0].outputs[0].ndim
     args: list = []
     arg_pos: dict = {}
-    loads: dict = {}
-    body: list[str] = []
-    temps: dict = {}
     idx = [f"i{k}" for k in range(ndim)]
 
     tokens: dict = {}
@@ -473,37 +514,20 @@ def group_kernel(group: Group, virtual: set) -> tuple[str, str, list, list]:
             tokens[(node, "length", axis)] = f"l{j}"
         return tokens[key]
 
-    def read(var: Variable) -> str:
-        if var in temps:
-            return temps[var]
-        src, axes = _access(var, virtual)
-        if _is_literal(src):
-            return literal(src.value, src.dtype)
-        name = param(src)
-        if src.ndim == 0:
-            return name
-        key = (src, axes)
-        if key not in loads:
-            t = f"t{len(temps) + len(loads)}"
-            subs = []
-            for k, offs, _ in axes:
-                terms = ([] if k is None else [idx[k]]) + [param(o) for o in offs]
-                if offs:  # unsigned: numba then skips the negative-index wraparound
-                    subs.append(f"np.uint64({' + '.join(terms)})")  # (which blocks SIMD)
-                else:
-                    subs.append(terms[0] if terms else "0")
-            body.append(f"{t} = {name}[{', '.join(subs)}]")
-            loads[key] = t
-        return loads[key]
+    def subscripts(axes) -> list[str]:
+        subs = []
+        for k, offs, _ in axes:
+            terms = ([] if k is None else [idx[k]]) + [param(o) for o in offs]
+            if offs:  # unsigned: numba then skips the negative-index wraparound
+                subs.append(f"np.uint64({' + '.join(terms)})")  # (which blocks SIMD)
+            else:
+                subs.append(terms[0] if terms else "0")
+        return subs
 
+    loop = LoopBody(virtual, param, subscripts)
     for node in group.members:
-        sop = node.op.scalar_op
-        ins = [read(v) for v in node.inputs]
-        out = node.outputs[0]
-        expr = scalar_expr(sop, ins, [v.dtype for v in node.inputs], out.dtype)
-        t = f"t{len(temps) + len(loads)}"
-        body.append(f"{t} = {expr}  # {sanitize(describe_op(node.op))}")
-        temps[out] = t
+        loop.compute(node)
+    body, loads, temps = loop.lines, loop.loads, loop.temps
     outs = list(group.outputs)
     blocks = {out: 0 for out in outs}
     for j, out in enumerate(outs):

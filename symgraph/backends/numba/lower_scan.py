@@ -69,10 +69,10 @@ def _scan(op, node, ctx):
     if any(None in out.type.shape for out in inner.outputs[op.n_carry:]):
         ctx.emit(f"if {n} == 0: raise SGUseReference()")  # stacked shapes need a step
     stacked, slots = [], []
+    reversals = [_read_reversed(ctx, out) for out in node.outputs[op.n_carry:]]
     for j, out in enumerate(inner.outputs[op.n_carry:]):
         name = ctx.name_for(node.outputs[op.n_carry + j])
-        reversals = _read_reversed(ctx, node.outputs[op.n_carry + j])
-        slots.append(f"{n} - 1 - {t}" if reversals else t)  # stored in reversed order
+        slots.append(f"{n} - 1 - {t}" if reversals[j] else t)  # stored in reversed order
         empty = tuple([0] + [s or 0 for s in out.type.shape])
         ctx.emit(f"{name} = np.empty({empty}, {dtype_expr(out.dtype)})")
         stacked.append(name)
@@ -133,12 +133,11 @@ def _scan(op, node, ctx):
             ctx.note(out, "C", owned=True)
         else:
             ctx.alias(out, carries[k], "C")
-    for out, name in zip(node.outputs[op.n_carry:], stacked):
-        reversals = _read_reversed(ctx, out)
-        for rev in reversals:  # already in the order they ask for
-            ctx.alias(rev.outputs[0], name, "C", owned=len(reversals) == 1)
+    for out, name, readers in zip(node.outputs[op.n_carry:], stacked, reversals):
+        for rev in readers:  # already in the order they ask for
+            ctx.alias(rev.outputs[0], name, "C", owned=len(readers) == 1)
             ctx.precomputed.add(rev.outputs[0])
-        if reversals:
+        if readers:
             ctx.alias(out, f"{name}[::-1]", "A")
         else:
             ctx.note(out, "C", owned=True)
