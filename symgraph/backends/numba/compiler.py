@@ -29,6 +29,7 @@ the reference interpreter so that the user gets the reference's error type and m
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import os
@@ -38,7 +39,7 @@ import numba
 import numpy as np
 from numba import types
 
-from symgraph.backends.numba import allocator, blas, diskcache, fusion, split
+from symgraph.backends.numba import allocator, blas, diskcache, fusion, helper, split
 from symgraph.backends.numba.emitter import GraphEmitter, ModuleState
 from symgraph.backends.numba.pipeline import GraphCompiler
 from symgraph.backends.numba.prelude import JIT_OPTIONS, SGUseReference
@@ -47,13 +48,16 @@ from symgraph.fgraph import FunctionGraph
 from symgraph.graph import toposort
 
 #: In-process counters (the tests check that a second compile of a graph is a hit).
-STATS = {"compiled": 0, "memory_hits": 0, "disk_hits": 0}
+STATS = {"compiled": 0, "memory_hits": 0, "disk_hits": 0, "wrong_declarations": 0}
 _MEMORY: dict[str, tuple] = {}
 _CONFIGURED = False
 #: Statements per compiled function (longer bodies are split into chunk functions).
 CHUNK_LIMIT = int(os.environ.get("SYMGRAPH_NUMBA_CHUNK", "150"))
 #: ``SYMGRAPH_NUMBA_PROFILE=1``: count CPU cycles per node (``runner.profile()``).
 PROFILE = os.environ.get("SYMGRAPH_NUMBA_PROFILE") == "1"
+#: ``SYMGRAPH_NUMBA_STRICT=1`` (the test suite): a wrong declared result type is an error
+#: instead of a silent rebuild without declarations.
+STRICT = os.environ.get("SYMGRAPH_NUMBA_STRICT") == "1"
 _LOWERINGS = ("symgraph.backends.numba.lower_basic", "symgraph.backends.numba.lower_math",
               "symgraph.backends.numba.lower_scan", "symgraph.backends.numba.lower_random")
 
@@ -72,7 +76,15 @@ def compile(fgraph: FunctionGraph, n_inputs: int = 0):  # noqa: A001 - the backe
     codegen_s = time.perf_counter() - started
     entry = _MEMORY.get(program.key) if program.key else None
     if entry is None:
-        entry = program.build()
+        try:
+            entry = program.build()
+        except WrongDeclaration:
+            STATS["wrong_declarations"] += 1
+            if STRICT:
+                raise
+            diskcache.forget(program.key)
+            program = Program(fgraph, declare=False)
+            entry = program.build()
         if program.key:
             _MEMORY[program.key] = entry
     else:
@@ -141,7 +153,8 @@ def _emit_group(ctx: GraphEmitter, group: fusion.Group) -> None:
     ctx.kernel(name, source)
     for node in group.members + group.joins:
         ctx.comment(node, f"  [fused: {name}]")
-    call = ctx.call(name, [ctx.ref(a) for a in args] + [ctx.buffer(o) for o in outs])
+    declared = [(o.dtype, o.ndim) for o in outs] if all(o.ndim for o in outs) else ()
+    call = ctx.call(name, [ctx.ref(a) for a in args] + [ctx.buffer(o) for o in outs], declared)
     if len(outs) == 1:
         ctx.bind(outs[0], call)
     else:
@@ -159,8 +172,8 @@ def numba_type(var):
 class Program:
     """The generated source of one FunctionGraph, ready to compile."""
 
-    def __init__(self, fgraph: FunctionGraph) -> None:
-        state = ModuleState()
+    def __init__(self, fgraph: FunctionGraph, declare: bool = True) -> None:
+        state = ModuleState(declare)
         lines: list[str] = []
         ctx = GraphEmitter(state, lines)
         params = []
@@ -193,11 +206,12 @@ class Program:
         stmts = splitter.split(stmts, set(split.LOCAL.findall(ret)), set(params))
         self.chunks = splitter.chunks + state.functions
         self.sites = state.sites
+        self.declarations = "".join(f"{n} = {src}\n" for src, n in state.declared.items())
         text = [line for st in stmts for line in st.render(1)]
         self.main = (f"def sg_graph({', '.join(params)}):\n" + "\n".join(text)
                      + f"\n    return ({ret})\n")
         signature = repr(self.arg_types)
-        everything = "".join([diskcache.VERSION, signature, self.main]
+        everything = "".join([diskcache.VERSION, signature, self.declarations, self.main]
                              + [c for _, c in self.chunks])
         self.key = None if self.dynamic else hashlib.sha1(everything.encode()).hexdigest()[:20]
 
@@ -209,34 +223,44 @@ class Program:
 
     def build(self) -> tuple:
         """Compile (or load from numba's disk cache): ``(dispatcher, addresses, seconds,
-        loaded)``; ``addresses`` are the kernels' entry points, one per call site."""
+        loaded)``; ``addresses`` are the kernels' entry points, one per call site. With a
+        disk cache, kernels compile in a helper process while the graph function is
+        lowered (``helper``). Raises :class:`WrongDeclaration` when a kernel's result
+        type is not the one the graph function was typed with."""
         started = time.perf_counter()
         for name, source in self.kernels.items():
             diskcache.define_kernel(name, source)
         loads = "".join(f"{n} = load_kernel({n!r})\n" for n in self.kernels)
-        text = "\n\n".join([diskcache.HEADER + loads, self.main] + [c for _, c in self.chunks])
+        text = "\n\n".join([diskcache.HEADER + loads + self.declarations, self.main]
+                             + [c for _, c in self.chunks])
         if self.key:
             namespace = diskcache.load_module(f"g_{self.key}", text)
         else:
             namespace = diskcache.exec_module(text)
         sites = diskcache.load_sites(self.key) if self.key else None
-        dispatcher = self._jit(namespace, cache=self.key is not None)
-        loaded = sum(dispatcher.stats.cache_hits.values()) > 0
-        if sites is None and loaded:  # cached code without its call sites: compile again
-            dispatcher, loaded = self._jit(namespace, cache=False), False
-        if sites is None:
+        parallel = helper.available() and diskcache.cache_dir() is not None
+        with helper.deferring() if parallel else contextlib.nullcontext():
+            dispatcher = self._jit(namespace, cache=self.key is not None)
+            loaded = sum(dispatcher.stats.cache_hits.values()) > 0
+            if sites is None and loaded:  # cached code without its call sites: compile again
+                dispatcher, loaded = self._jit(namespace, cache=False), False
+            helper.finish()
+        found = sites is None
+        if found:
             sites = _call_sites([dispatcher] + [namespace[n] for n, _ in self.chunks])
-            if self.key:
-                diskcache.save_sites(self.key, sites)
         addresses = np.zeros(max(len(self.sites), 1), np.int64)
-        for site, name, argtypes in sites:
+        for site, name, argtypes, restype in sites:
             kernel = namespace[name]
             kernel.compile(argtypes)
             cres = kernel.overloads[argtypes]
+            if cres.signature.return_type != restype:
+                raise WrongDeclaration(f"{name} returns {cres.signature.return_type}, the "
+                                       f"graph function was typed with {restype}")
             addresses[site] = cres.library.get_pointer_to_function(cres.fndesc.llvm_func_name)
+        if found and self.key:
+            diskcache.save_sites(self.key, sites)
         STATS["disk_hits" if loaded else "compiled"] += 1
         return dispatcher, addresses, time.perf_counter() - started, loaded
-
 
     def _jit(self, namespace: dict, cache: bool):
         """The graph function (and its chunks) as numba dispatchers."""
@@ -248,19 +272,26 @@ class Program:
         return numba.njit(tuple(self.arg_types), **options)(namespace["sg_graph"])
 
 
+class WrongDeclaration(Exception):
+    """A kernel's result type differs from the type declared for it (an internal error:
+    ``compile`` rebuilds the function without declarations, unless ``STRICT``)."""
+
+
 def _call_sites(dispatchers) -> list[tuple]:
-    """``(site, kernel name, argument types)`` of every ``sg_call`` in the compiled graph
-    function and its chunks, read from their typed call signatures."""
+    """``(site, kernel name, argument types, result type)`` of every ``sg_call`` and
+    ``sg_call_as`` in the compiled graph function and its chunks, read from their typed
+    call signatures."""
     found = {}
     calltypes = [sig for d in dispatchers for cres in d.overloads.values()
                  for sig in cres.type_annotation.calltypes.values()]
     for sig in calltypes:
         args = getattr(sig, "args", ())
-        if (len(args) == 4 and isinstance(args[0], types.Dispatcher)
+        if (len(args) in (4, 5) and isinstance(args[0], types.Dispatcher)
                 and isinstance(args[1], types.IntegerLiteral)
                 and isinstance(args[3], types.BaseTuple)):
             name = args[0].dispatcher.py_func.__name__
-            found[args[1].literal_value] = (args[1].literal_value, name, tuple(args[3].types))
+            site = args[1].literal_value
+            found[site] = (site, name, tuple(args[3].types), sig.return_type)
     return [found[k] for k in sorted(found)]
 
 

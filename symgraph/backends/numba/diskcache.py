@@ -108,6 +108,16 @@ def save_sites(key: str, sites: list) -> None:
     os.replace(tmp, folder / f"g_{key}.sites")
 
 
+def forget(key: str) -> None:
+    """Delete what the cache holds of the graph function ``g_<key>`` (its module, call
+    sites and numba's index and code)."""
+    folder = cache_dir()
+    if folder is None:
+        return
+    for path in [*folder.glob(f"g_{key}.*"), *(folder / "__pycache__").glob(f"g_{key}.*")]:
+        path.unlink(missing_ok=True)
+
+
 def exec_module(text: str) -> dict:
     """Run ``text`` as a new, uncached module (registered, so that numba's object mode
     finds its globals); returns its namespace."""

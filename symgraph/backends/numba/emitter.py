@@ -61,6 +61,13 @@ def dtype_expr(dtype: str) -> str:
     return "np.bool_" if dtype == "bool" else f"np.{dtype}"
 
 
+def result_type_source(dtype: str, ndim: int) -> str:
+    """Source of the numba type of a scalar (``ndim`` 0) or a C-contiguous array:
+    ``numba.types.float32``, ``numba.types.Array(numba.types.float32, 2, "C")``."""
+    scalar = "numba.types." + ("boolean" if dtype == "bool" else str(np.dtype(dtype)))
+    return f'numba.types.Array({scalar}, {int(ndim)}, "C")' if ndim else scalar
+
+
 def literal(value, dtype: str) -> str:
     """A source literal of ``value`` as a scalar of ``dtype``."""
     value = np.asarray(value).reshape(())[()]
@@ -78,7 +85,8 @@ class ModuleState:
     """What all the graphs lowered into one generated function share: the name counter,
     kernels, dynamic globals, constant arguments and function-level declarations."""
 
-    def __init__(self) -> None:
+    def __init__(self, declare: bool = True) -> None:
+        self.declare_results = declare  # see GraphEmitter.call
         self.counter = itertools.count()
         self.node_tags = itertools.count()
         self.kernels: dict[str, str] = {}
@@ -90,12 +98,17 @@ class ModuleState:
         self.profiled: list[str] = []
         self.sites: list[str] = []
         self.functions: list[tuple[str, str]] = []  # (name, source): fallbacks
+        self.declared: dict[str, str] = {}  # type source -> its global (``_rt<n>``)
 
     def profile_slot(self, step) -> int:
         """A counter index for ``step`` (a node or a fused group) in profiling mode."""
         nodes = getattr(step, "members", [step])
         self.profiled.append(sanitize(" + ".join(describe_op(n.op) for n in nodes), 120))
         return len(self.profiled) - 1
+
+    def declare(self, type_source: str) -> str:
+        """The global holding the numba type written ``type_source`` (see ``call``)."""
+        return self.declared.setdefault(type_source, f"_rt{len(self.declared)}")
 
     def dummy(self, ndim: int, dtype: str) -> str:
         """An empty array of this rank and dtype, declared once per function."""
@@ -229,14 +242,23 @@ class GraphEmitter:
             return self.sinks[var]
         return name
 
-    def call(self, kernel: str, args) -> str:
+    def call(self, kernel: str, args, returns: Sequence[tuple[str, int]] = ()) -> str:
         """The expression calling the compiled kernel ``kernel`` (a name from
         ``kernels`` or a generated one) on ``args``, through its address (see
-        ``prelude.sg_call``)."""
+        ``prelude.sg_call``). ``returns``: ``(dtype, ndim)`` of what a generated kernel
+        returns (a scalar for ndim 0, else a C-contiguous array; a tuple when several),
+        declared so that the graph function can be typed before the kernel is compiled
+        (``prelude.sg_call_as``)."""
         site = len(self.state.sites)
         self.state.sites.append(kernel)
         args = list(args)
-        return f"sg_call({kernel}, {site}, _kp, ({', '.join(args)}{',' if len(args) == 1 else ''}))"
+        packed = f"({', '.join(args)}{',' if len(args) == 1 else ''})"
+        if not returns or not self.state.declare_results:
+            return f"sg_call({kernel}, {site}, _kp, {packed})"
+        results = [result_type_source(dtype, ndim) for dtype, ndim in returns]
+        declared = (results[0] if len(results) == 1
+                    else f"numba.types.Tuple(({', '.join(results)},))")
+        return f"sg_call_as({kernel}, {site}, _kp, {packed}, {self.state.declare(declared)})"
 
     def kernel(self, name: str, source: str) -> str:
         """Register a generated kernel (``source`` defines ``name``)."""

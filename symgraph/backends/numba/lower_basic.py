@@ -131,7 +131,8 @@ def _alloc(op, node, ctx):
         return ctx.bind(out, ctx.call("sg_fill", [ctx.buffer(out), _tuple(refs),
                                                   ctx.ref(value)]))
     name = ctx.kernel(*gen.broadcast_kernel(value.type.shape, out.ndim, out.dtype))
-    ctx.bind(out, ctx.call(name, [ctx.ref(value)] + refs + [ctx.buffer(out)]))
+    ctx.bind(out, ctx.call(name, [ctx.ref(value)] + refs + [ctx.buffer(out)],
+                           [(out.dtype, out.ndim)]))
 
 
 @lower.register(ARange)
@@ -145,7 +146,8 @@ def _arange(op, node, ctx):
 def _join(op, node, ctx):
     out = node.outputs[0]
     name = ctx.kernel(*gen.join_kernel(len(node.inputs), out.ndim, op.axis, out.dtype))
-    ctx.bind(out, ctx.call(name, [ctx.ref(v) for v in node.inputs] + [ctx.buffer(out)]))
+    ctx.bind(out, ctx.call(name, [ctx.ref(v) for v in node.inputs] + [ctx.buffer(out)],
+                           [(out.dtype, out.ndim)]))
 
 
 # ---- basic indexing --------------------------------------------------------------------

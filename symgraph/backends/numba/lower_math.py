@@ -42,14 +42,15 @@ def _emit_reduce(ctx, node, kind, axes, keepdims, arg) -> None:
     name = ctx.kernel(*gen.reduce_kernel(kind, x.dtype, out.dtype, x.ndim, tuple(axes),
                                          False, arg))
     kept = [a for a in range(x.ndim) if a not in axes]
+    result = [("int64" if arg else out.dtype, len(kept))]
     if not keepdims or len(kept) == out.ndim:
         buf = ctx.buffer(out) if out.ndim else ctx.state.dummy(1, out.dtype)
-        return ctx.bind(out, ctx.call(name, [ctx.ref(x), buf]))
+        return ctx.bind(out, ctx.call(name, [ctx.ref(x), buf], result))
     if not kept:  # a scalar result, as an array of 1s
         shape = "(" + "1, " * out.ndim + ")"
-        value = ctx.call(name, [ctx.ref(x), ctx.state.dummy(1, out.dtype)])
+        value = ctx.call(name, [ctx.ref(x), ctx.state.dummy(1, out.dtype)], result)
         return ctx.bind(out, ctx.call("sg_fill", [ctx.buffer(out), shape, value]))
-    reduced = ctx.call(name, [ctx.ref(x), ctx.state.dummy(len(kept), out.dtype)])
+    reduced = ctx.call(name, [ctx.ref(x), ctx.state.dummy(len(kept), out.dtype)], result)
     dims = ", ".join("1" if a in axes else f"{ctx.ref(x)}.shape[{a}]" for a in range(x.ndim))
     ctx.bind(out, f"{reduced}.reshape(({dims},))", "C")
 

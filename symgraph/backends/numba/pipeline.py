@@ -13,8 +13,10 @@ import os
 
 from numba.core import config
 from numba.core.compiler import CompilerBase, DefaultPassBuilder
-from numba.core.compiler_machinery import register_pass
-from numba.core.typed_passes import NativeLowering
+from numba.core.compiler_machinery import AnalysisPass, register_pass
+from numba.core.typed_passes import NativeLowering, NopythonTypeInference
+
+from symgraph.backends.numba import helper
 
 GRAPH_OPT = int(os.environ.get("SYMGRAPH_NUMBA_GRAPH_OPT", "1"))
 
@@ -35,12 +37,31 @@ class GraphNativeLowering(NativeLowering):
             config.OPT = saved
 
 
+@register_pass(mutates_CFG=False, analysis_only=True)
+class StartKernelHelper(AnalysisPass):
+    """Once the graph function (not a chunk of it) is typed, start the helper process
+    on the kernels its typing queued (``helper``), so that they compile while this
+    process lowers the graph function."""
+
+    _name = "symgraph_start_kernel_helper"
+
+    def __init__(self):
+        AnalysisPass.__init__(self)
+
+    def run_pass(self, state):
+        if state.func_id.func_name == "sg_graph":
+            helper.start()
+        return False
+
+
 class GraphCompiler(CompilerBase):
-    """numba's nopython pipeline with :class:`GraphNativeLowering`."""
+    """numba's nopython pipeline with :class:`GraphNativeLowering`, and
+    :class:`StartKernelHelper` right after type inference."""
 
     def define_pipelines(self):
         pm = DefaultPassBuilder.define_nopython_pipeline(self.state)
         pm.passes = [(GraphNativeLowering, d) if p is NativeLowering else (p, d)
                      for p, d in pm.passes]
+        pm.add_pass_after(StartKernelHelper, NopythonTypeInference)
         pm.finalize()
         return [pm]

@@ -37,8 +37,11 @@ from numba.core import cgutils
 from numba.core.callconv import excinfo_t
 from numba.extending import intrinsic
 
-__all__ = ["SGRuntimeError", "SGUseReference", "sg_call", "sg_cycles", "sg_exp32", "sg_tanh32",
-           "sg_sigmoid32", "sg_sigmoid", "sg_softplus", "sg_sign", "sg_round", "JIT_OPTIONS"]
+from symgraph.backends.numba import helper
+
+__all__ = ["SGRuntimeError", "SGUseReference", "sg_call", "sg_call_as", "sg_cycles", "sg_exp32",
+           "sg_tanh32", "sg_sigmoid32", "sg_sigmoid", "sg_softplus", "sg_sign", "sg_round",
+           "JIT_OPTIONS"]
 
 #: Options of every function this backend compiles.
 JIT_OPTIONS = {"error_model": "numpy", "cache": True}
@@ -91,13 +94,35 @@ def sg_call(typingctx, kernel, site, addresses, args):
     argtys = tuple(args.types)
     kernel.dispatcher.compile(argtys)
     resty = kernel.dispatcher.overloads[argtys].signature.return_type
-    sig = resty(kernel, site, addresses, args)
+    return resty(kernel, site, addresses, args), _indirect_call(resty, argtys)
+
+
+@intrinsic
+def sg_call_as(typingctx, kernel, site, addresses, args, declared):
+    """``sg_call`` of a kernel whose result type the generator declared (``declared``,
+    a type passed as a value). While the graph function is typed for a parallel build
+    (``helper.deferring``), the kernel is not compiled here but queued, and the
+    declared type stands in for its result; the build checks it against the compiled
+    kernel before anything runs. Otherwise the kernel is compiled and its own result
+    type used, as in ``sg_call``."""
+    if not isinstance(site, types.IntegerLiteral) or not isinstance(args, types.BaseTuple):
+        return None
+    argtys = tuple(args.types)
+    resty = declared.instance_type
+    if not helper.defer(kernel.dispatcher, argtys):
+        kernel.dispatcher.compile(argtys)
+        resty = kernel.dispatcher.overloads[argtys].signature.return_type
+    return resty(kernel, site, addresses, args, declared), _indirect_call(resty, argtys)
+
+
+def _indirect_call(resty, argtys):
+    """The code of a call through ``addresses[site]`` (see ``sg_call``)."""
 
     def codegen(context, builder, signature, llargs):
         cc = context.call_conv
         fnty = cc.get_function_type(resty, argtys)
         table = context.make_array(signature.args[2])(context, builder, llargs[2])
-        slot = cgutils.gep(builder, table.data, site.literal_value)
+        slot = cgutils.gep(builder, table.data, signature.args[1].literal_value)
         callee = builder.inttoptr(builder.load(slot), fnty.as_pointer())
         retty = cc.get_return_type(resty).pointee
         retval = cgutils.alloca_once(builder, retty)
@@ -111,7 +136,7 @@ def sg_call(typingctx, kernel, site, addresses, args):
             cc.return_status_propagate(builder, status)
         return context.get_returned_value(builder, resty, builder.load(retval))
 
-    return sig, codegen
+    return codegen
 
 
 @intrinsic

@@ -1,0 +1,130 @@
+"""The numba backend's helper process (``helper``): kernels queued while the graph
+function is typed are compiled by a forked child into the disk cache, from the end of
+the queue, while this process takes them from the front; declared result types are
+checked against the compiled kernels before anything runs."""
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+
+import numba
+import numpy as np
+import pytest
+
+import symgraph as sg
+import symgraph.tensor as T
+from symgraph.backends.numba import compiler, diskcache, emitter, helper
+
+pytestmark = pytest.mark.skipif(not helper.available(), reason="the helper needs fork (Linux)")
+
+
+@pytest.fixture
+def fresh_cache(tmp_path, monkeypatch):
+    """An empty disk cache for this test only."""
+    monkeypatch.setattr(diskcache, "_dir", tmp_path)
+    return tmp_path
+
+
+def _kernels(n):
+    """``n`` new kernels (unique names: nothing compiled or cached yet)."""
+    found = []
+    for k in range(n):
+        name = f"k_test_{uuid.uuid4().hex[:12]}"
+        diskcache.define_kernel(name, f"def {name}(x):\n    return x * {k + 2}.0\n")
+        found.append(diskcache.load_kernel(name))
+    return found
+
+
+def test_the_child_compiles_the_end_of_the_queue_into_the_disk_cache(fresh_cache):
+    kernels = _kernels(4)
+    argtypes = (numba.types.Array(numba.types.float32, 1, "C"),)
+    with helper.deferring():
+        assert all(helper.defer(k, argtypes) for k in kernels)
+        assert helper.defer(kernels[0], argtypes) and len(helper._queue) == 4  # once each
+        helper.start()
+        claims = helper._child[1]
+        deadline = time.monotonic() + 60
+        while not claims[len(kernels) - 1] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert claims[len(kernels) - 1], "the child never claimed the last kernel"
+        helper.finish()
+    assert helper._child is None
+    first, last = kernels[0], kernels[-1]
+    assert argtypes in first.overloads  # compiled here, from the front
+    assert argtypes not in last.overloads  # compiled by the child ...
+    last.compile(argtypes)
+    assert sum(last.stats.cache_hits.values()) == 1  # ... and loaded from its disk cache
+
+
+def test_kernels_compiled_here_are_not_queued(fresh_cache):
+    (kernel,) = _kernels(1)
+    argtypes = (numba.types.Array(numba.types.float64, 1, "C"),)
+    kernel.compile(argtypes)
+    with helper.deferring():
+        assert not helper.defer(kernel, argtypes)
+    assert not helper.defer(_kernels(1)[0], argtypes)  # not deferring: compile now
+
+
+def test_a_cold_build_with_the_helper_gives_the_reference_results(tmp_path):
+    """A masked LSTM training step, built in a new process with an empty cache: the
+    typing queues its kernels, a helper starts, and the step matches ``mode='numpy'``."""
+    script = textwrap.dedent("""
+        import numpy as np, symgraph as sg, symgraph.tensor as T, symgraph.models as M
+        from symgraph.backends.numba import helper
+        rng = np.random.default_rng(0)
+        ids, mask = T.imatrix("ids"), T.fmatrix("mask")
+        embed = M.Embedding(7, 5, rng, dtype="float32")
+        rnn = M.StackedRNN("lstm", 5, (6,), rng, dtype="float32")
+        out = M.LogisticRegression(6, 7, rng, dtype="float32")
+        hs, _ = rnn(embed(ids), mask, None)
+        cost = M.sequence_cross_entropy(out.logits(hs), ids, mask, normalize="token")
+        params = embed.params + rnn.params + out.params
+        grads = sg.grad(cost, params)
+        fns = [sg.function([ids, mask], [cost] + grads, mode=m) for m in ("numba", "numpy")]
+        x = rng.integers(0, 7, (4, 3)).astype("int32")
+        m = np.ones((4, 3), "float32"); m[2:, 1] = 0
+        got, want = fns[0](x, m), fns[1](x, m)
+        assert all(np.allclose(a, b, rtol=1e-4, atol=1e-6) for a, b in zip(got, want))
+        print("queued", helper.STATS["queued"], "helpers", helper.STATS["helpers"])
+    """)
+    env = dict(os.environ, SYMGRAPH_CACHE_DIR=str(tmp_path), SYMGRAPH_NUMBA_STRICT="1")
+    run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    words = run.stdout.split()
+    assert int(words[words.index("queued") + 1]) >= 5
+    assert int(words[words.index("helpers") + 1]) >= 1
+
+
+def _wrongly_declared(dtype, ndim):
+    """``emitter.result_type_source`` gone wrong: float64 where float32 is returned."""
+    return emitter_source(dtype.replace("float32", "float64"), ndim)
+
+
+emitter_source = emitter.result_type_source
+
+
+def test_a_wrong_declaration_is_rebuilt_without_declarations(fresh_cache, monkeypatch):
+    monkeypatch.setattr(emitter, "result_type_source", _wrongly_declared)
+    monkeypatch.setattr(compiler, "STRICT", False)
+    before = compiler.STATS["wrong_declarations"]
+    x = T.fmatrix("x")
+    f = sg.function([x], T.tanh(x * 1.234567) + 0.5, mode="numba")
+    assert compiler.STATS["wrong_declarations"] == before + 1
+    assert "sg_call_as" not in f.__source__  # rebuilt with plain calls
+    value = np.linspace(-2, 2, 6, dtype="float32").reshape(2, 3)
+    np.testing.assert_allclose(f(value), np.tanh(value * np.float32(1.234567)) + 0.5,
+                               rtol=1e-6)
+    kept = list(fresh_cache.glob("g_*.py"))  # the wrongly typed function was forgotten
+    assert kept and all("sg_call_as" not in path.read_text() for path in kept)
+
+
+def test_a_wrong_declaration_is_an_error_when_strict(fresh_cache, monkeypatch):
+    monkeypatch.setattr(emitter, "result_type_source", _wrongly_declared)
+    monkeypatch.setattr(compiler, "STRICT", True)
+    x = T.fmatrix("x")
+    with pytest.raises(compiler.WrongDeclaration, match="typed with"):
+        sg.function([x], T.tanh(x * 2.345678) - 0.5, mode="numba")
