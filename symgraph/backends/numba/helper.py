@@ -14,8 +14,15 @@ The child only warms the disk cache: the parent loads or compiles every kernel i
 afterwards, so a child that fails, is killed or is slow changes nothing but time. The
 build then checks every declared result type against the compiled kernel's.
 
-Used when the platform forks (Linux), the disk cache is writable and
-``SYMGRAPH_NUMBA_JOBS`` is not ``1``.
+numba's cache index is not safe for two processes adding entries to one file at once (each
+rewrites the whole index; a lost race can pair a key with another entry's code). So each
+kernel, with all its specialisations, is compiled by one process, and the child writes
+no cache file but its kernels' (helpers they call, such as ``sg_exp32``, are loaded from
+the cache or compiled without being saved).
+
+Used when the platform forks (Linux), the disk cache is writable, no other Python thread
+runs (a lock held by one would stay held in the child) and ``SYMGRAPH_NUMBA_JOBS`` is
+not ``1``.
 """
 
 from __future__ import annotations
@@ -24,23 +31,28 @@ import contextlib
 import multiprocessing
 import os
 import sys
+import threading
 import time
 import warnings
 
+from numba.core import caching
+
 #: ``SYMGRAPH_NUMBA_JOBS=1`` compiles everything in this process.
 JOBS = int(os.environ.get("SYMGRAPH_NUMBA_JOBS", "2"))
-#: Seconds the parent waits for the child after its own share (then kills it).
-PATIENCE_S = 120.0
+#: The parent waits for the child, after its own share, at most this many seconds or
+#: twice as long as the helper has run so far, whichever is longer (then kills it).
+PATIENCE_S = 10.0
 
 #: Counters: kernels queued while typing, helper processes started.
 STATS = {"queued": 0, "helpers": 0}
-_queue: list | None = None  # (dispatcher, argtypes) while deferring, else None
-_child: tuple | None = None  # (pid, claims, lock)
+_queue: list | None = None  # [dispatcher, [argtypes, ...]] while deferring, else None
+_child: tuple | None = None  # (pid, claims, lock, start time)
 
 
 def available() -> bool:
     """Whether builds may use a helper process."""
-    return JOBS > 1 and sys.platform.startswith("linux") and hasattr(os, "fork")
+    return (JOBS > 1 and sys.platform.startswith("linux") and hasattr(os, "fork")
+            and threading.active_count() == 1)
 
 
 @contextlib.contextmanager
@@ -60,8 +72,12 @@ def defer(dispatcher, argtypes) -> bool:
     say it must be compiled now (False: not deferring, or already compiled here)."""
     if _queue is None or _child is not None or argtypes in dispatcher.overloads:
         return False
-    if (dispatcher, argtypes) not in _queue:
-        _queue.append((dispatcher, argtypes))
+    entry = next((e for e in _queue if e[0] is dispatcher), None)
+    if entry is None:
+        entry = [dispatcher, []]
+        _queue.append(entry)
+    if argtypes not in entry[1]:
+        entry[1].append(argtypes)
         STATS["queued"] += 1
     return True
 
@@ -82,10 +98,11 @@ def start() -> None:
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, 1)
             os.dup2(devnull, 2)
+            _save_only({id(d.py_func) for d, _ in _queue})
             _compile_claimed(reversed(range(len(_queue))), claims, lock)
         finally:
             os._exit(0)
-    _child = (pid, claims, lock)
+    _child = (pid, claims, lock, time.monotonic())
     STATS["helpers"] += 1
 
 
@@ -95,9 +112,9 @@ def finish() -> None:
     global _child
     if _child is None:
         return
-    pid, claims, lock = _child
+    pid, claims, lock, started = _child
     _compile_claimed(range(len(_queue)), claims, lock)
-    deadline = time.monotonic() + PATIENCE_S
+    deadline = time.monotonic() + max(PATIENCE_S, 2 * (time.monotonic() - started))
     while os.waitpid(pid, os.WNOHANG) == (0, 0):
         if time.monotonic() > deadline:
             _abandon()
@@ -112,8 +129,20 @@ def _compile_claimed(order, claims, lock) -> None:
             if claims[k]:
                 return
             claims[k] = 1
-        dispatcher, argtypes = _queue[k]
-        dispatcher.compile(argtypes)
+        dispatcher, signatures = _queue[k]
+        for argtypes in signatures:
+            dispatcher.compile(argtypes)
+
+
+def _save_only(py_funcs: set) -> None:
+    """In the child: numba's disk cache saves only the functions in ``py_funcs``."""
+    save = caching.Cache.save_overload
+
+    def save_if_queued(self, sig, data):
+        if id(self._py_func) in py_funcs:
+            save(self, sig, data)
+
+    caching.Cache.save_overload = save_if_queued
 
 
 def _abandon() -> None:

@@ -44,6 +44,8 @@ def test_the_child_compiles_the_end_of_the_queue_into_the_disk_cache(fresh_cache
     with helper.deferring():
         assert all(helper.defer(k, argtypes) for k in kernels)
         assert helper.defer(kernels[0], argtypes) and len(helper._queue) == 4  # once each
+        other = (numba.types.Array(numba.types.float64, 1, "C"),)
+        assert helper.defer(kernels[-1], other) and len(helper._queue) == 4  # same process
         helper.start()
         claims = helper._child[1]
         deadline = time.monotonic() + 60
@@ -56,7 +58,30 @@ def test_the_child_compiles_the_end_of_the_queue_into_the_disk_cache(fresh_cache
     assert argtypes in first.overloads  # compiled here, from the front
     assert argtypes not in last.overloads  # compiled by the child ...
     last.compile(argtypes)
-    assert sum(last.stats.cache_hits.values()) == 1  # ... and loaded from its disk cache
+    last.compile(other)
+    assert sum(last.stats.cache_hits.values()) == 2  # ... and loaded from its disk cache
+
+
+def test_the_child_saves_only_its_kernels(fresh_cache, monkeypatch):
+    """Helpers that the child's kernels call are not written to the cache by the child
+    (two processes adding entries to one index file can corrupt it)."""
+    from numba.core import caching
+
+    (kernel,) = _kernels(1)
+    saved = []
+    monkeypatch.setattr(caching.Cache, "save_overload",
+                        lambda self, sig, data: saved.append(self._py_func.__name__))
+    helper._save_only({id(kernel.py_func)})  # as in the child (undone by monkeypatch)
+    caching.Cache.save_overload(kernel._cache, None, None)
+    caching.Cache.save_overload(helper_cache(), None, None)
+    assert saved == [kernel.py_func.__name__]
+
+
+def helper_cache():
+    """The disk cache of ``prelude.sg_exp32`` (a helper generated kernels call)."""
+    from symgraph.backends.numba import prelude
+
+    return prelude.sg_exp32._cache
 
 
 def test_kernels_compiled_here_are_not_queued(fresh_cache):
