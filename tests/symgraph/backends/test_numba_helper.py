@@ -153,3 +153,28 @@ def test_a_wrong_declaration_is_an_error_when_strict(fresh_cache, monkeypatch):
     x = T.fmatrix("x")
     with pytest.raises(compiler.WrongDeclaration, match="typed with"):
         sg.function([x], T.tanh(x * 2.345678) - 0.5, mode="numba")
+
+
+@pytest.mark.parametrize("failure", ["dies", "hangs"])
+def test_a_child_that_dies_or_hangs_costs_only_time(fresh_cache, monkeypatch, failure):
+    """The child only warms the disk cache: if it exits at once, or hangs until the
+    parent gives up on it and kills it, the parent compiles everything itself."""
+    def broken(py_funcs):
+        if failure == "hangs":
+            time.sleep(600)
+        raise RuntimeError("the child fails before compiling anything")
+
+    monkeypatch.setattr(helper, "_save_only", broken)  # runs first thing in the child
+    monkeypatch.setattr(helper, "PATIENCE_S", 0.5)
+    helpers = helper.STATS["helpers"]
+    x = T.fmatrix("x")
+    scale = {"dies": 3.4567, "hangs": 4.5678}[failure]  # kernels new to this process
+    started = time.monotonic()
+    f = sg.function([x], [T.tanh(x * scale) + 1.0, (x * x).sum(axis=0)], mode="numba")
+    assert helper.STATS["helpers"] == helpers + 1
+    assert time.monotonic() - started < 60
+    value = np.linspace(-1, 1, 6, dtype="float32").reshape(2, 3)
+    got = f(value)
+    want = np.tanh(value * np.float32(scale)) + 1
+    np.testing.assert_allclose(got[0], want, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(got[1], (value * value).sum(axis=0), rtol=1e-6)
