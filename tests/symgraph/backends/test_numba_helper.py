@@ -178,3 +178,17 @@ def test_a_child_that_dies_or_hangs_costs_only_time(fresh_cache, monkeypatch, fa
     want = np.tanh(value * np.float32(scale)) + 1
     np.testing.assert_allclose(got[0], want, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(got[1], (value * value).sum(axis=0), rtol=1e-6)
+
+
+def test_one_job_compiles_declared_kernels_in_this_process(fresh_cache, monkeypatch):
+    """``SYMGRAPH_NUMBA_JOBS=1``: nothing is queued, no helper starts, and a declared
+    kernel is compiled while the graph function is typed (its own result type used)."""
+    monkeypatch.setattr(helper, "JOBS", 1)
+    before = dict(helper.STATS)
+    x = T.fmatrix("x")
+    f = sg.function([x], T.nnet.sigmoid(x * 5.6789) - 0.25, mode="numba")
+    assert "sg_call_as" in f.__source__
+    assert helper.STATS == before
+    value = np.linspace(-1, 1, 6, dtype="float32").reshape(2, 3)
+    want = 1 / (1 + np.exp(-value * np.float32(5.6789))) - 0.25
+    np.testing.assert_allclose(f(value), want, rtol=1e-6, atol=1e-6)
