@@ -1,14 +1,16 @@
-"""A helper process that compiles kernels while the graph function is being lowered.
+"""A helper process that compiles kernels while this process types and lowers the graph
+function.
 
 A cold build spends about half its time on the graph function (glue: typing, then
 lowering and LLVM) and half on the kernels it calls. Both are numba compilations, which
-hold one process-wide lock, so threads cannot overlap them; a second process can. When
-the graph function is typed, calls whose result type the generator declared
-(``prelude.sg_call_as``) are not compiled but queued (:func:`defer`). Once typing is
-done (:func:`start`, a pipeline pass), the process forks; the child compiles the queue
-from its end into numba's disk cache while the parent lowers the graph function, then
-compiles the queue from its front; they meet in the middle (:func:`finish`), and the
-parent loads what the child compiled from disk.
+hold one process-wide lock, so threads cannot overlap them; a second process can. While
+the graph function (and its chunk functions) are typed, calls whose result type the
+generator declared (``prelude.sg_call_as``) are not compiled but queued (:func:`defer`).
+When the first of these functions is typed (:func:`start`, a pipeline pass), the
+process forks; from then on each queued kernel is also sent to the child through a pipe,
+and the child compiles them in that order into numba's disk cache while this process
+goes on typing and lowering. At the end (:func:`finish`) this process compiles what is
+still unclaimed, from the back of the queue, and loads the rest from disk.
 
 The child only warms the disk cache: the parent loads or compiles every kernel itself
 afterwards, so a child that fails, is killed or is slow changes nothing but time. The
@@ -17,8 +19,9 @@ build then checks every declared result type against the compiled kernel's.
 numba's cache index is not safe for two processes adding entries to one file at once (each
 rewrites the whole index; a lost race can pair a key with another entry's code). So each
 kernel, with all its specialisations, is compiled by one process, and the child writes
-no cache file but its kernels' (helpers they call, such as ``sg_exp32``, are loaded from
-the cache or compiled without being saved).
+no cache file but generated kernels' (helpers they call, such as ``sg_exp32``, are loaded
+from the cache or compiled without being saved); generated kernels call no other
+generated kernel.
 
 Used when the platform forks (Linux), the disk cache is writable, no other Python thread
 runs (a lock held by one would stay held in the child) and ``SYMGRAPH_NUMBA_JOBS`` is
@@ -30,6 +33,8 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import pickle
+import struct
 import sys
 import threading
 import time
@@ -45,8 +50,13 @@ PATIENCE_S = 10.0
 
 #: Counters: kernels queued while typing, helper processes started.
 STATS = {"queued": 0, "helpers": 0}
+#: Most kernels one build queues (the size of the shared claims array).
+CAPACITY = 1 << 14
+_CHILD, _PARENT = 1, 2  # who claimed a queue entry
 _queue: list | None = None  # [dispatcher, [argtypes, ...]] while deferring, else None
-_child: tuple | None = None  # (pid, claims, lock, start time)
+_claims = None  # shared bytes, one per queue entry: 0, _CHILD or _PARENT
+_lock = None
+_child: dict | None = None  # pid, pipe (write end), start time
 
 
 def available() -> bool:
@@ -58,8 +68,9 @@ def available() -> bool:
 @contextlib.contextmanager
 def deferring():
     """Queue declared kernel calls (instead of compiling them) while this is active."""
-    global _queue, _child
-    _queue, _child = [], None
+    global _queue, _claims, _lock, _child
+    ctx = multiprocessing.get_context("fork")
+    _queue, _claims, _lock, _child = [], ctx.RawArray("b", CAPACITY), ctx.Lock(), None
     try:
         yield
     finally:
@@ -69,53 +80,66 @@ def deferring():
 
 def defer(dispatcher, argtypes) -> bool:
     """Queue ``dispatcher``'s specialisation for ``argtypes`` when deferring (True), or
-    say it must be compiled now (False: not deferring, or already compiled here)."""
-    if _queue is None or _child is not None or argtypes in dispatcher.overloads:
+    say it must be compiled now (False: not deferring, already compiled here, or
+    the queue is full)."""
+    if _queue is None or argtypes in dispatcher.overloads:
         return False
-    entry = next((e for e in _queue if e[0] is dispatcher), None)
-    if entry is None:
-        entry = [dispatcher, []]
-        _queue.append(entry)
-    if argtypes not in entry[1]:
-        entry[1].append(argtypes)
+    index = next((k for k, e in enumerate(_queue) if e[0] is dispatcher), None)
+    if index is None:
+        if len(_queue) == CAPACITY:
+            return False
+        index = len(_queue)
+        _queue.append([dispatcher, []])
+    if argtypes not in _queue[index][1]:
+        _queue[index][1].append(argtypes)
         STATS["queued"] += 1
+        _send(index, argtypes)
     return True
 
 
 def start() -> None:
-    """Fork the helper for the queued kernels (no-op if nothing is queued)."""
+    """Fork the helper, once per build, when something is queued; send it the queue."""
     global _child
     if not _queue or _child is not None:
         return
-    ctx = multiprocessing.get_context("fork")
-    claims = ctx.RawArray("b", len(_queue))
-    lock = ctx.Lock()
+    read_end, write_end = os.pipe()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # forking with threads
         pid = os.fork()
-    if pid == 0:  # the child: compile from the end, never return
+    if pid == 0:  # the child: compile what arrives, never return
         try:
+            os.close(write_end)
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, 1)
             os.dup2(devnull, 2)
-            _save_only({id(d.py_func) for d, _ in _queue})
-            _compile_claimed(reversed(range(len(_queue))), claims, lock)
+            _save_only_generated()
+            _serve(read_end)
         finally:
             os._exit(0)
-    _child = (pid, claims, lock, time.monotonic())
+    os.close(read_end)
+    os.set_blocking(write_end, False)
+    _child = {"pid": pid, "pipe": write_end, "started": time.monotonic()}
     STATS["helpers"] += 1
+    for index, (_, signatures) in enumerate(_queue):
+        for argtypes in signatures:
+            _send(index, argtypes)
 
 
 def finish() -> None:
-    """Compile the queue from its front until meeting the child's claims, then wait
-    for the child (all queued kernels are then in this process or on disk)."""
+    """Stop sending, compile the unclaimed kernels from the back of the queue, then
+    wait for the child (all queued kernels are then in this process or on disk)."""
     global _child
     if _child is None:
         return
-    pid, claims, lock, started = _child
-    _compile_claimed(range(len(_queue)), claims, lock)
+    _close_pipe()
+    for index in reversed(range(len(_queue))):
+        if _claim(index, _PARENT):
+            dispatcher, signatures = _queue[index]
+            for argtypes in signatures:
+                dispatcher.compile(argtypes)
+    started = _child["started"]
     deadline = time.monotonic() + max(PATIENCE_S, 2 * (time.monotonic() - started))
-    while os.waitpid(pid, os.WNOHANG) == (0, 0):
+    while os.waitpid(_child["pid"], os.WNOHANG) == (0, 0):
         if time.monotonic() > deadline:
             _abandon()
             return
@@ -123,26 +147,58 @@ def finish() -> None:
     _child = None
 
 
-def _compile_claimed(order, claims, lock) -> None:
-    for k in order:
-        with lock:
-            if claims[k]:
+def _claim(index: int, who: int) -> bool:
+    """Claim queue entry ``index`` for ``who``; False if someone else has it."""
+    with _lock:
+        if _claims[index] not in (0, who):
+            return False
+        _claims[index] = who
+        return True
+
+
+def _send(index: int, argtypes) -> None:
+    """Tell the child to compile ``argtypes`` of entry ``index``. A message that does
+    not fit the pipe now is dropped: the parent compiles that entry at the end."""
+    if _child is None or _child["pipe"] is None:
+        return
+    payload = pickle.dumps((index, _queue[index][0].py_func.__name__, argtypes))
+    message = struct.pack("<I", len(payload)) + payload
+    if len(message) > 4096:  # only writes up to PIPE_BUF are atomic
+        return
+    with contextlib.suppress(BlockingIOError, BrokenPipeError):
+        os.write(_child["pipe"], message)
+
+
+def _serve(read_end: int) -> None:
+    """In the child: compile each kernel the pipe names, unless the parent claimed it."""
+    from symgraph.backends.numba import diskcache
+
+    with os.fdopen(read_end, "rb") as pipe:
+        while True:
+            header = pipe.read(4)
+            if len(header) < 4:
                 return
-            claims[k] = 1
-        dispatcher, signatures = _queue[k]
-        for argtypes in signatures:
-            dispatcher.compile(argtypes)
+            index, name, argtypes = pickle.loads(pipe.read(struct.unpack("<I", header)[0]))
+            if _claim(index, _CHILD):
+                diskcache.load_kernel(name).compile(argtypes)
 
 
-def _save_only(py_funcs: set) -> None:
-    """In the child: numba's disk cache saves only the functions in ``py_funcs``."""
+def _save_only_generated() -> None:
+    """In the child: numba's disk cache saves generated kernels (``k_...``) only."""
     save = caching.Cache.save_overload
 
-    def save_if_queued(self, sig, data):
-        if id(self._py_func) in py_funcs:
+    def save_if_generated(self, sig, data):
+        if self._py_func.__name__.startswith("k_"):
             save(self, sig, data)
 
-    caching.Cache.save_overload = save_if_queued
+    caching.Cache.save_overload = save_if_generated
+
+
+def _close_pipe() -> None:
+    if _child is not None and _child["pipe"] is not None:
+        with contextlib.suppress(OSError):
+            os.close(_child["pipe"])
+        _child["pipe"] = None
 
 
 def _abandon() -> None:
@@ -150,7 +206,8 @@ def _abandon() -> None:
     global _child
     if _child is None:
         return
-    pid = _child[0]
+    _close_pipe()
+    pid = _child["pid"]
     _child = None
     with contextlib.suppress(OSError):
         os.kill(pid, 9)

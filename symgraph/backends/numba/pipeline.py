@@ -39,9 +39,9 @@ class GraphNativeLowering(NativeLowering):
 
 @register_pass(mutates_CFG=False, analysis_only=True)
 class StartKernelHelper(AnalysisPass):
-    """Once the graph function (not a chunk of it) is typed, start the helper process
-    on the kernels its typing queued (``helper``), so that they compile while this
-    process lowers the graph function."""
+    """Once the first function of a build (a chunk, or the graph function) is typed,
+    start the helper process on the kernels queued so far (``helper``), so that they
+    compile while this process goes on."""
 
     _name = "symgraph_start_kernel_helper"
 
@@ -49,8 +49,7 @@ class StartKernelHelper(AnalysisPass):
         AnalysisPass.__init__(self)
 
     def run_pass(self, state):
-        if state.func_id.func_name == "sg_graph":
-            helper.start()
+        helper.start()
         return False
 
 

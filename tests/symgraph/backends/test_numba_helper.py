@@ -1,7 +1,7 @@
 """The numba backend's helper process (``helper``): kernels queued while the graph
-function is typed are compiled by a forked child into the disk cache, from the end of
-the queue, while this process takes them from the front; declared result types are
-checked against the compiled kernels before anything runs."""
+function is typed are sent to a forked child, which compiles them into the disk cache
+while this process goes on, then takes what is left from the back of the queue;
+declared result types are checked against the compiled kernels before anything runs."""
 
 import os
 import subprocess
@@ -38,50 +38,52 @@ def _kernels(n):
     return found
 
 
-def test_the_child_compiles_the_end_of_the_queue_into_the_disk_cache(fresh_cache):
+def test_the_child_compiles_what_it_is_sent_into_the_disk_cache(fresh_cache):
+    """Kernels queued before and after the fork reach the child; it compiles them in
+    order, the parent takes what is left from the back, and every kernel is then in
+    this process or in the disk cache, all specialisations of one kernel in one place."""
     kernels = _kernels(4)
-    argtypes = (numba.types.Array(numba.types.float32, 1, "C"),)
+    f32 = (numba.types.Array(numba.types.float32, 1, "C"),)
+    f64 = (numba.types.Array(numba.types.float64, 1, "C"),)
     with helper.deferring():
-        assert all(helper.defer(k, argtypes) for k in kernels)
-        assert helper.defer(kernels[0], argtypes) and len(helper._queue) == 4  # once each
-        other = (numba.types.Array(numba.types.float64, 1, "C"),)
-        assert helper.defer(kernels[-1], other) and len(helper._queue) == 4  # same process
+        assert all(helper.defer(k, f32) for k in kernels[:2])
+        assert helper.defer(kernels[0], f32) and len(helper._queue) == 2  # once each
         helper.start()
-        claims = helper._child[1]
+        assert all(helper.defer(k, f32) for k in kernels[2:])  # sent after the fork
+        assert helper.defer(kernels[0], f64) and len(helper._queue) == 4
         deadline = time.monotonic() + 60
-        while not claims[len(kernels) - 1] and time.monotonic() < deadline:
+        while not helper._claims[0] and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert claims[len(kernels) - 1], "the child never claimed the last kernel"
+        assert helper._claims[0] == helper._CHILD, "the child never claimed the first kernel"
         helper.finish()
+        claims = list(helper._claims[:4])
     assert helper._child is None
-    first, last = kernels[0], kernels[-1]
-    assert argtypes in first.overloads  # compiled here, from the front
-    assert argtypes not in last.overloads  # compiled by the child ...
-    last.compile(argtypes)
-    last.compile(other)
-    assert sum(last.stats.cache_hits.values()) == 2  # ... and loaded from its disk cache
+    for kernel, who in zip(kernels, claims):
+        signatures = [f32, f64] if kernel is kernels[0] else [f32]
+        if who == helper._PARENT:
+            assert all(s in kernel.overloads for s in signatures)
+            continue
+        assert who == helper._CHILD and not any(s in kernel.overloads for s in signatures)
+        for s in signatures:
+            kernel.compile(s)
+        assert sum(kernel.stats.cache_hits.values()) == len(signatures)  # from its disk cache
 
 
-def test_the_child_saves_only_its_kernels(fresh_cache, monkeypatch):
+def test_the_child_saves_only_generated_kernels(fresh_cache, monkeypatch):
     """Helpers that the child's kernels call are not written to the cache by the child
     (two processes adding entries to one index file can corrupt it)."""
     from numba.core import caching
+
+    from symgraph.backends.numba import prelude
 
     (kernel,) = _kernels(1)
     saved = []
     monkeypatch.setattr(caching.Cache, "save_overload",
                         lambda self, sig, data: saved.append(self._py_func.__name__))
-    helper._save_only({id(kernel.py_func)})  # as in the child (undone by monkeypatch)
+    helper._save_only_generated()  # as in the child (undone by monkeypatch)
     caching.Cache.save_overload(kernel._cache, None, None)
-    caching.Cache.save_overload(helper_cache(), None, None)
+    caching.Cache.save_overload(prelude.sg_exp32._cache, None, None)
     assert saved == [kernel.py_func.__name__]
-
-
-def helper_cache():
-    """The disk cache of ``prelude.sg_exp32`` (a helper generated kernels call)."""
-    from symgraph.backends.numba import prelude
-
-    return prelude.sg_exp32._cache
 
 
 def test_kernels_compiled_here_are_not_queued(fresh_cache):
@@ -159,12 +161,12 @@ def test_a_wrong_declaration_is_an_error_when_strict(fresh_cache, monkeypatch):
 def test_a_child_that_dies_or_hangs_costs_only_time(fresh_cache, monkeypatch, failure):
     """The child only warms the disk cache: if it exits at once, or hangs until the
     parent gives up on it and kills it, the parent compiles everything itself."""
-    def broken(py_funcs):
+    def broken():
         if failure == "hangs":
             time.sleep(600)
         raise RuntimeError("the child fails before compiling anything")
 
-    monkeypatch.setattr(helper, "_save_only", broken)  # runs first thing in the child
+    monkeypatch.setattr(helper, "_save_only_generated", broken)  # first thing in the child
     monkeypatch.setattr(helper, "PATIENCE_S", 0.5)
     helpers = helper.STATS["helpers"]
     x = T.fmatrix("x")
