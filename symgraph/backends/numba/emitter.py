@@ -61,6 +61,12 @@ def dtype_expr(dtype: str) -> str:
     return "np.bool_" if dtype == "bool" else f"np.{dtype}"
 
 
+def result_of(*variables: Variable) -> list[tuple[str, int]]:
+    """``returns`` for :meth:`GraphEmitter.call`: the kernel returns these variables'
+    arrays (C-contiguous)."""
+    return [(v.dtype, v.ndim) for v in variables]
+
+
 def result_type_source(dtype: str, ndim: int) -> str:
     """Source of the numba type of a scalar (``ndim`` 0) or a C-contiguous array:
     ``numba.types.float32``, ``numba.types.Array(numba.types.float32, 2, "C")``."""

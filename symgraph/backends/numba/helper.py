@@ -18,10 +18,11 @@ build then checks every declared result type against the compiled kernel's.
 
 numba's cache index is not safe for two processes adding entries to one file at once (each
 rewrites the whole index; a lost race can pair a key with another entry's code). So each
-kernel, with all its specialisations, is compiled by one process, and the child writes
-no cache file but generated kernels' (helpers they call, such as ``sg_exp32``, are loaded
-from the cache or compiled without being saved); generated kernels call no other
-generated kernel.
+queued kernel, with all its specialisations, is compiled by one process; the child saves
+only the kernels it claimed (helpers they call, such as ``sg_exp32``, are loaded from the
+cache or compiled without being saved); queued kernels are never called by other
+kernels, and before this process compiles a queued kernel outside the queue (a call site
+without a declared type) it claims it or waits for the child (:func:`compiling_here`).
 
 Used when the platform forks (Linux), the disk cache is writable, no other Python thread
 runs (a lock held by one would stay held in the child) and ``SYMGRAPH_NUMBA_JOBS`` is
@@ -112,8 +113,9 @@ def start() -> None:
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, 1)
             os.dup2(devnull, 2)
-            _save_only_generated()
-            _serve(read_end)
+            mine: set = set()
+            _save_only(mine)
+            _serve(read_end, mine)
         finally:
             os._exit(0)
     os.close(read_end)
@@ -128,7 +130,6 @@ def start() -> None:
 def finish() -> None:
     """Stop sending, compile the unclaimed kernels from the back of the queue, then
     wait for the child (all queued kernels are then in this process or on disk)."""
-    global _child
     if _child is None:
         return
     _close_pipe()
@@ -137,8 +138,15 @@ def finish() -> None:
             dispatcher, signatures = _queue[index]
             for argtypes in signatures:
                 dispatcher.compile(argtypes)
-    started = _child["started"]
-    deadline = time.monotonic() + max(PATIENCE_S, 2 * (time.monotonic() - started))
+    _wait_for_child()
+
+
+def _wait_for_child() -> None:
+    """Close the pipe and wait for the child to exit, at most ``max(PATIENCE_S, twice
+    the time it has run)`` (then kill it)."""
+    global _child
+    _close_pipe()
+    deadline = time.monotonic() + max(PATIENCE_S, 2 * (time.monotonic() - _child["started"]))
     while os.waitpid(_child["pid"], os.WNOHANG) == (0, 0):
         if time.monotonic() > deadline:
             _abandon()
@@ -156,12 +164,23 @@ def _claim(index: int, who: int) -> bool:
         return True
 
 
+def compiling_here(dispatcher) -> None:
+    """Before this process compiles ``dispatcher`` outside the queue: claim its queue
+    entry, or, when the child has it, let the child finish first (no more help)."""
+    if _child is None or _queue is None:
+        return
+    index = next((k for k, e in enumerate(_queue) if e[0] is dispatcher), None)
+    if index is not None and not _claim(index, _PARENT):
+        _wait_for_child()
+
+
 def _send(index: int, argtypes) -> None:
     """Tell the child to compile ``argtypes`` of entry ``index``. A message that does
     not fit the pipe now is dropped: the parent compiles that entry at the end."""
     if _child is None or _child["pipe"] is None:
         return
-    payload = pickle.dumps((index, _queue[index][0].py_func.__name__, argtypes))
+    func = _queue[index][0].py_func
+    payload = pickle.dumps((index, func.__module__, func.__name__, argtypes))
     message = struct.pack("<I", len(payload)) + payload
     if len(message) > 4096:  # only writes up to PIPE_BUF are atomic
         return
@@ -169,29 +188,31 @@ def _send(index: int, argtypes) -> None:
         os.write(_child["pipe"], message)
 
 
-def _serve(read_end: int) -> None:
-    """In the child: compile each kernel the pipe names, unless the parent claimed it."""
-    from symgraph.backends.numba import diskcache
-
+def _serve(read_end: int, mine: set) -> None:
+    """In the child: compile each kernel the pipe names, unless the parent claimed it
+    (``mine``: the functions claimed here, the only ones whose cache this child saves)."""
     with os.fdopen(read_end, "rb") as pipe:
         while True:
             header = pipe.read(4)
             if len(header) < 4:
                 return
-            index, name, argtypes = pickle.loads(pipe.read(struct.unpack("<I", header)[0]))
+            index, module, name, argtypes = pickle.loads(
+                pipe.read(struct.unpack("<I", header)[0]))
             if _claim(index, _CHILD):
-                diskcache.load_kernel(name).compile(argtypes)
+                dispatcher = getattr(sys.modules[module], name)
+                mine.add(id(dispatcher.py_func))
+                dispatcher.compile(argtypes)
 
 
-def _save_only_generated() -> None:
-    """In the child: numba's disk cache saves generated kernels (``k_...``) only."""
+def _save_only(mine: set) -> None:
+    """In the child: numba's disk cache saves only the functions in ``mine``."""
     save = caching.Cache.save_overload
 
-    def save_if_generated(self, sig, data):
-        if self._py_func.__name__.startswith("k_"):
+    def save_if_mine(self, sig, data):
+        if id(self._py_func) in mine:
             save(self, sig, data)
 
-    caching.Cache.save_overload = save_if_generated
+    caching.Cache.save_overload = save_if_mine
 
 
 def _close_pipe() -> None:

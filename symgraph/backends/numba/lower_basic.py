@@ -7,7 +7,7 @@ written to; kernels producing arrays get an ``out`` buffer from ``ctx.buffer``.
 from __future__ import annotations
 
 from symgraph.backends.numba import gen
-from symgraph.backends.numba.emitter import dtype_expr
+from symgraph.backends.numba.emitter import dtype_expr, result_of
 from symgraph.backends.numba.fusion import SUPPORTED_DTYPES, scalar_expr
 from symgraph.backends.numba.registry import lower
 from symgraph.ops.dimshuffle import DimShuffle
@@ -52,7 +52,7 @@ def _dimshuffle(op, node, ctx):
         return ctx.bind(out, f"{ref}[{', '.join('0' * x.ndim)}]" if x.ndim else ref)
     if x.ndim == 0:
         shape = _tuple(["1"] * out.ndim)
-        return ctx.bind(out, ctx.call("sg_fill", [ctx.buffer(out), shape, ref]))
+        return ctx.bind(out, ctx.call("sg_fill", [ctx.buffer(out), shape, ref], result_of(out)))
     shape = _tuple("1" if p == "x" else f"{ref}.shape[{p}]" for p in pattern)
     if kept == sorted(kept):  # only new or dropped length-1 axes: a reshape
         return ctx.bind(out, f"{contiguous(ctx, x)}.reshape({shape})", "C", owned=False)
@@ -78,7 +78,7 @@ def _shape(op, node, ctx):
     (x,), (out,) = node.inputs, node.outputs
     if x.ndim == 0:
         return ctx.bind(out, "np.empty(0, np.int64)")
-    ctx.bind(out, ctx.call("sg_shape", [ctx.ref(x)]))
+    ctx.bind(out, ctx.call("sg_shape", [ctx.ref(x)], [("int64", 1)]))
 
 
 @lower.register(MakeVector)
@@ -114,7 +114,8 @@ def _reshape(op, node, ctx):
         if not op.ndim:
             return ctx.alias(out, ctx.ref(x), "C")
         shape = _tuple(["1"] * op.ndim)
-        return ctx.bind(out, ctx.call("sg_fill", [ctx.buffer(out), shape, ctx.ref(x)]))
+        return ctx.bind(out, ctx.call("sg_fill", [ctx.buffer(out), shape, ctx.ref(x)],
+                                      result_of(out)))
     if op.ndim == 0:
         ctx.check(f"{ctx.ref(x)}.size != 1")
         return ctx.bind(out, f"{contiguous(ctx, x)}.reshape(1)[0]")
@@ -129,10 +130,10 @@ def _alloc(op, node, ctx):
     refs = [ctx.ref(d) for d in dims]
     if value.ndim == 0:
         return ctx.bind(out, ctx.call("sg_fill", [ctx.buffer(out), _tuple(refs),
-                                                  ctx.ref(value)]))
+                                                  ctx.ref(value)], result_of(out)))
     name = ctx.kernel(*gen.broadcast_kernel(value.type.shape, out.ndim, out.dtype))
     ctx.bind(out, ctx.call(name, [ctx.ref(value)] + refs + [ctx.buffer(out)],
-                           [(out.dtype, out.ndim)]))
+                           result_of(out)))
 
 
 @lower.register(ARange)
@@ -147,7 +148,7 @@ def _join(op, node, ctx):
     out = node.outputs[0]
     name = ctx.kernel(*gen.join_kernel(len(node.inputs), out.ndim, op.axis, out.dtype))
     ctx.bind(out, ctx.call(name, [ctx.ref(v) for v in node.inputs] + [ctx.buffer(out)],
-                           [(out.dtype, out.ndim)]))
+                           result_of(out)))
 
 
 # ---- basic indexing --------------------------------------------------------------------
@@ -243,7 +244,8 @@ def _take(op, node, ctx):
         if out.ndim == 0:
             return ctx.bind(out, expr)
         return ctx.bind(out, expr, "C" if ctx.layout(x) == "C" else "A", owned=False)
-    ctx.bind(out, ctx.call("sg_take", [ctx.ref(x), ctx.ref(idx), ctx.buffer(out)]))
+    ctx.bind(out, ctx.call("sg_take", [ctx.ref(x), ctx.ref(idx), ctx.buffer(out)],
+                           result_of(out)))
 
 
 @lower.register(AdvancedIncSubtensor1)

@@ -8,6 +8,7 @@ nests (one kernel per kind, rank, axes and dtypes), accumulating float sums in f
 from __future__ import annotations
 
 from symgraph.backends.numba import gen
+from symgraph.backends.numba.emitter import result_of
 from symgraph.backends.numba.lower_basic import contiguous
 from symgraph.backends.numba.registry import lower
 from symgraph.ops.blas import Dot
@@ -27,7 +28,7 @@ def _dot(op, node, ctx):
         return ctx.fallback(node)
     operands = [ctx.ref(v) if ctx.layout(v) in "CF" else contiguous(ctx, v) for v in (a, b)]
     if a.ndim == 2 and b.ndim == 2:
-        return ctx.bind(out, ctx.call("sg_gemm", operands + [ctx.buffer(out)]))
+        return ctx.bind(out, ctx.call("sg_gemm", operands + [ctx.buffer(out)], result_of(out)))
     ctx.bind(out, ctx.call("sg_dot_vec", operands))
 
 
@@ -49,7 +50,7 @@ def _emit_reduce(ctx, node, kind, axes, keepdims, arg) -> None:
     if not kept:  # a scalar result, as an array of 1s
         shape = "(" + "1, " * out.ndim + ")"
         value = ctx.call(name, [ctx.ref(x), ctx.state.dummy(1, out.dtype)], result)
-        return ctx.bind(out, ctx.call("sg_fill", [ctx.buffer(out), shape, value]))
+        return ctx.bind(out, ctx.call("sg_fill", [ctx.buffer(out), shape, value], result_of(out)))
     reduced = ctx.call(name, [ctx.ref(x), ctx.state.dummy(len(kept), out.dtype)], result)
     dims = ", ".join("1" if a in axes else f"{ctx.ref(x)}.shape[{a}]" for a in range(x.ndim))
     ctx.bind(out, f"{reduced}.reshape(({dims},))", "C")
@@ -78,7 +79,7 @@ def _softmax(op, node, ctx):
         return _xent_with_softmax(partner, node, ctx)
     log = isinstance(op, LogSoftmax)
     ctx.bind(out, ctx.call("sg_softmax", [ctx.ref(x), str(op.axis % x.ndim), str(log),
-                                          ctx.buffer(out)]))
+                                          ctx.buffer(out)], result_of(out)))
 
 
 @lower.register(SoftmaxCrossEntropy)
@@ -120,7 +121,8 @@ def _xent_partner(softmax, ctx):
 def _xent_with_softmax(xent, softmax, ctx):
     (x, ids), loss, probs = xent.inputs, xent.outputs[0], softmax.outputs[0]
     ctx.bind_many([loss, probs], ctx.call("sg_xent_ids_softmax", [
-        ctx.ref(x), ctx.ref(ids), ctx.buffer(loss), ctx.buffer(probs)]))
+        ctx.ref(x), ctx.ref(ids), ctx.buffer(loss), ctx.buffer(probs)],
+        result_of(loss, probs) if loss.ndim else ()))
     ctx.precomputed.update([loss, probs])
 
 
@@ -136,7 +138,7 @@ def _row_kernel(ctx, kernel: str, x, t, out) -> None:
         return ctx.bind(out, ctx.call(kernel, [ctx.ref(x), ctx.ref(t), ctx.buffer(out)]))
     tref = ctx.ref(t)
     if t.ndim == 0:
-        t2 = ctx.call("sg_fill", [ctx.state.dummy(1, t.dtype), "(1,)", tref])
+        t2 = ctx.call("sg_fill", [ctx.state.dummy(1, t.dtype), "(1,)", tref], [(t.dtype, 1)])
     else:
         t2 = f"{contiguous(ctx, t)}.reshape((1, -1))"
     x2 = f"{contiguous(ctx, x)}.reshape((1, -1))"

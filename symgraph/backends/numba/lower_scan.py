@@ -20,7 +20,7 @@ same way. No Python object is touched inside the loop.
 
 from __future__ import annotations
 
-from symgraph.backends.numba.emitter import dtype_expr
+from symgraph.backends.numba.emitter import dtype_expr, result_of
 from symgraph.backends.numba.lower_basic import contiguous
 from symgraph.backends.numba.registry import lower
 from symgraph.ops.blas import Dot
@@ -112,7 +112,7 @@ def _scan(op, node, ctx):
         if not new.ndim:
             body.emit(f"{name}[{slot}] = {value}")
             continue
-        copy = body.call("sg_copy_exact", [value, f"{name}[{slot}]"])
+        copy = body.call("sg_copy_exact", [value, f"{name}[{slot}]"], result_of(new))
         if new in body.sunk and body.sinks[new].startswith(f"({name}["):
             copy = f"if {t} == 0 or {_elsewhere(value, f'{name}[{slot}]')}: {copy}"
         body.emit(copy)
@@ -123,7 +123,8 @@ def _scan(op, node, ctx):
                 body.emit(f"{histories[k]}[{t}] = {value}")
             body.emit(f"{cur} = {value}")
             continue
-        slot, copy = carry_slots[k], body.call("sg_copy_exact", [value, carry_slots[k]])
+        slot = carry_slots[k]
+        copy = body.call("sg_copy_exact", [value, slot], result_of(new))
         if new in body.sunk and body.sinks[new] == slot:
             copy = f"{copy} if {_elsewhere(value, slot)} else {value}"
         body.emit(f"{cur} = {copy}")

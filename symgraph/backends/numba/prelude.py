@@ -92,6 +92,7 @@ def sg_call(typingctx, kernel, site, addresses, args):
     if not isinstance(site, types.IntegerLiteral) or not isinstance(args, types.BaseTuple):
         return None
     argtys = tuple(args.types)
+    helper.compiling_here(kernel.dispatcher)
     kernel.dispatcher.compile(argtys)
     resty = kernel.dispatcher.overloads[argtys].signature.return_type
     return resty(kernel, site, addresses, args), _indirect_call(resty, argtys)
@@ -110,6 +111,7 @@ def sg_call_as(typingctx, kernel, site, addresses, args, declared):
     argtys = tuple(args.types)
     resty = declared.instance_type
     if not helper.defer(kernel.dispatcher, argtys):
+        helper.compiling_here(kernel.dispatcher)
         kernel.dispatcher.compile(argtys)
         resty = kernel.dispatcher.overloads[argtys].signature.return_type
     return resty(kernel, site, addresses, args, declared), _indirect_call(resty, argtys)

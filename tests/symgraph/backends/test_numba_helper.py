@@ -69,7 +69,7 @@ def test_the_child_compiles_what_it_is_sent_into_the_disk_cache(fresh_cache):
         assert sum(kernel.stats.cache_hits.values()) == len(signatures)  # from its disk cache
 
 
-def test_the_child_saves_only_generated_kernels(fresh_cache, monkeypatch):
+def test_the_child_saves_only_the_kernels_it_claimed(fresh_cache, monkeypatch):
     """Helpers that the child's kernels call are not written to the cache by the child
     (two processes adding entries to one index file can corrupt it)."""
     from numba.core import caching
@@ -80,7 +80,7 @@ def test_the_child_saves_only_generated_kernels(fresh_cache, monkeypatch):
     saved = []
     monkeypatch.setattr(caching.Cache, "save_overload",
                         lambda self, sig, data: saved.append(self._py_func.__name__))
-    helper._save_only_generated()  # as in the child (undone by monkeypatch)
+    helper._save_only({id(kernel.py_func)})  # as in the child (undone by monkeypatch)
     caching.Cache.save_overload(kernel._cache, None, None)
     caching.Cache.save_overload(prelude.sg_exp32._cache, None, None)
     assert saved == [kernel.py_func.__name__]
@@ -161,12 +161,12 @@ def test_a_wrong_declaration_is_an_error_when_strict(fresh_cache, monkeypatch):
 def test_a_child_that_dies_or_hangs_costs_only_time(fresh_cache, monkeypatch, failure):
     """The child only warms the disk cache: if it exits at once, or hangs until the
     parent gives up on it and kills it, the parent compiles everything itself."""
-    def broken():
+    def broken(mine):
         if failure == "hangs":
             time.sleep(600)
         raise RuntimeError("the child fails before compiling anything")
 
-    monkeypatch.setattr(helper, "_save_only_generated", broken)  # first thing in the child
+    monkeypatch.setattr(helper, "_save_only", broken)  # first thing in the child
     monkeypatch.setattr(helper, "PATIENCE_S", 0.5)
     helpers = helper.STATS["helpers"]
     x = T.fmatrix("x")
@@ -194,3 +194,27 @@ def test_one_job_compiles_declared_kernels_in_this_process(fresh_cache, monkeypa
     value = np.linspace(-1, 1, 6, dtype="float32").reshape(2, 3)
     want = 1 / (1 + np.exp(-value * np.float32(5.6789))) - 0.25
     np.testing.assert_allclose(f(value), want, rtol=1e-6, atol=1e-6)
+
+
+def test_compiling_a_queued_kernel_here_claims_it_or_waits_for_the_child(fresh_cache):
+    """A call site without a declared type compiles its kernel in this process: first
+    it takes the kernel's queue entry (the child then skips it) or, if the child has it,
+    waits for the child to finish."""
+    first, second = _kernels(2)
+    f32 = (numba.types.Array(numba.types.float32, 1, "C"),)
+    with helper.deferring():
+        assert helper.defer(first, f32)
+        helper.compiling_here(first)  # no child yet: nothing to do
+        assert helper._claims[0] == 0
+        helper.start()
+        assert helper.defer(second, f32)
+        deadline = time.monotonic() + 60
+        while not (helper._claims[0] and helper._claims[1]) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert helper._claims[0] == helper._claims[1] == helper._CHILD
+        helper.compiling_here(second)  # the child has it: wait for the child
+        assert helper._child is None
+        assert helper.defer(_kernels(1)[0], f32)  # still queued, compiled at the end
+    first.compile(f32)
+    second.compile(f32)
+    assert sum(first.stats.cache_hits.values()) == sum(second.stats.cache_hits.values()) == 1
