@@ -19,6 +19,9 @@ njit-compiled Python function.
    scalars). Compiled functions are cached in-process by the hash of the generated
    source and signature (a second ``sg.function`` of the same graph does not compile)
    and on disk (a later process loads the machine code).
+   Kernels with a declared result type (``prelude.sg_call_as``) are queued while the
+   graph function is typed and compiled by a helper process meanwhile (``helper``); the
+   declared types are checked against the compiled kernels before anything runs.
 
 The runner passes the inputs (and the constants and kernel addresses), returns the
 outputs (0-d ones as arrays) and, when the compiled code raises, reruns the graph with
@@ -40,7 +43,7 @@ import numpy as np
 from numba import types
 
 from symgraph.backends.numba import allocator, blas, diskcache, fusion, helper, split
-from symgraph.backends.numba.emitter import GraphEmitter, ModuleState
+from symgraph.backends.numba.emitter import GraphEmitter, ModuleState, result_of
 from symgraph.backends.numba.pipeline import GraphCompiler
 from symgraph.backends.numba.prelude import JIT_OPTIONS, SGUseReference
 from symgraph.backends.numba.registry import lower
@@ -153,7 +156,7 @@ def _emit_group(ctx: GraphEmitter, group: fusion.Group) -> None:
     ctx.kernel(name, source)
     for node in group.members + group.joins:
         ctx.comment(node, f"  [fused: {name}]")
-    declared = [(o.dtype, o.ndim) for o in outs] if all(o.ndim for o in outs) else ()
+    declared = result_of(*outs) if all(o.ndim for o in outs) else ()
     call = ctx.call(name, [ctx.ref(a) for a in args] + [ctx.buffer(o) for o in outs], declared)
     if len(outs) == 1:
         ctx.bind(outs[0], call)

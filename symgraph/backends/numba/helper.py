@@ -99,7 +99,8 @@ def defer(dispatcher, argtypes) -> bool:
 
 
 def start() -> None:
-    """Fork the helper, once per build, when something is queued; send it the queue."""
+    """Fork the helper when something is queued and no helper runs; send it the queue
+    (entries already claimed are skipped by whoever meets them)."""
     global _child
     if not _queue or _child is not None:
         return
