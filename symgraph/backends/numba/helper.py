@@ -19,8 +19,8 @@ build then checks every declared result type against the compiled kernel's.
 numba's cache index is not safe for two processes adding entries to one file at once (each
 rewrites the whole index; a lost race can pair a key with another entry's code). So each
 queued kernel, with all its specialisations, is compiled by one process; the child saves
-only the kernels it claimed (helpers they call, such as ``sg_exp32``, are loaded from the
-cache or compiled without being saved); queued kernels are never called by other
+the kernels it claimed as it goes, and the helpers they call (such as ``sg_exp32``) only
+once this process has stopped compiling; queued kernels are never called by other
 kernels, and before this process compiles a queued kernel outside the queue (a call site
 without a declared type) it claims it or waits for the child (:func:`compiling_here`).
 
@@ -57,6 +57,7 @@ _CHILD, _PARENT = 1, 2  # who claimed a queue entry
 _queue: list | None = None  # [dispatcher, [argtypes, ...]] while deferring, else None
 _claims = None  # shared bytes, one per queue entry: 0, _CHILD or _PARENT
 _lock = None
+_parent_idle = None  # shared byte: 1 once this process compiles nothing more meanwhile
 _child: dict | None = None  # pid, pipe (write end), start time
 
 
@@ -69,9 +70,10 @@ def available() -> bool:
 @contextlib.contextmanager
 def deferring():
     """Queue declared kernel calls (instead of compiling them) while this is active."""
-    global _queue, _claims, _lock, _child
+    global _queue, _claims, _lock, _parent_idle, _child
     ctx = multiprocessing.get_context("fork")
     _queue, _claims, _lock, _child = [], ctx.RawArray("b", CAPACITY), ctx.Lock(), None
+    _parent_idle = ctx.RawValue("b", 0)
     try:
         yield
     finally:
@@ -115,8 +117,10 @@ def start() -> None:
             os.dup2(devnull, 1)
             os.dup2(devnull, 2)
             mine: set = set()
-            _save_only(mine)
+            later: list = []
+            save = _save_only(mine, later)
             _serve(read_end, mine)
+            _save_when_parent_idle(save, later, parent=os.getppid())
         finally:
             os._exit(0)
     os.close(read_end)
@@ -143,10 +147,11 @@ def finish() -> None:
 
 
 def _wait_for_child() -> None:
-    """Close the pipe and wait for the child to exit, at most ``max(PATIENCE_S, twice
-    the time it has run)`` (then kill it)."""
+    """Close the pipe, let the child save what it kept back, and wait for it to exit,
+    at most ``max(PATIENCE_S, twice the time it has run)`` (then kill it)."""
     global _child
     _close_pipe()
+    _parent_idle.value = 1
     deadline = time.monotonic() + max(PATIENCE_S, 2 * (time.monotonic() - _child["started"]))
     while os.waitpid(_child["pid"], os.WNOHANG) == (0, 0):
         if time.monotonic() > deadline:
@@ -205,15 +210,33 @@ def _serve(read_end: int, mine: set) -> None:
                 dispatcher.compile(argtypes)
 
 
-def _save_only(mine: set) -> None:
-    """In the child: numba's disk cache saves only the functions in ``mine``."""
+def _save_only(mine: set, later: list):
+    """In the child: numba's disk cache saves the functions in ``mine`` at once and
+    keeps the others' entries in ``later`` (see :func:`_save_when_parent_idle`);
+    returns the original save."""
     save = caching.Cache.save_overload
 
     def save_if_mine(self, sig, data):
         if id(self._py_func) in mine:
             save(self, sig, data)
+        else:
+            later.append((self, sig, data))
 
     caching.Cache.save_overload = save_if_mine
+    return save
+
+
+def _save_when_parent_idle(save, later: list, parent: int) -> None:
+    """In the child, after the last kernel: once the parent compiles nothing more (it is
+    waiting for this child), save the helpers kept back (``save``: numba's own), so that
+    a later build loads them instead of compiling them again."""
+    while not _parent_idle.value:
+        if os.getppid() != parent:
+            return
+        time.sleep(0.002)
+    for cache, sig, data in later:
+        with contextlib.suppress(Exception):
+            save(cache, sig, data)
 
 
 def _close_pipe() -> None:

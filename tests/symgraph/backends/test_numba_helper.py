@@ -69,9 +69,10 @@ def test_the_child_compiles_what_it_is_sent_into_the_disk_cache(fresh_cache):
         assert sum(kernel.stats.cache_hits.values()) == len(signatures)  # from its disk cache
 
 
-def test_the_child_saves_only_the_kernels_it_claimed(fresh_cache, monkeypatch):
-    """Helpers that the child's kernels call are not written to the cache by the child
-    (two processes adding entries to one index file can corrupt it)."""
+def test_the_child_saves_helpers_only_once_the_parent_is_idle(fresh_cache, monkeypatch):
+    """The child saves the kernels it claimed at once, and the helpers they call (kept
+    back) only after the parent stops compiling (two processes adding entries to one
+    index file can corrupt it)."""
     from numba.core import caching
 
     from symgraph.backends.numba import prelude
@@ -80,10 +81,19 @@ def test_the_child_saves_only_the_kernels_it_claimed(fresh_cache, monkeypatch):
     saved = []
     monkeypatch.setattr(caching.Cache, "save_overload",
                         lambda self, sig, data: saved.append(self._py_func.__name__))
-    helper._save_only({id(kernel.py_func)})  # as in the child (undone by monkeypatch)
+    later: list = []
+    save = helper._save_only({id(kernel.py_func)}, later)  # as in the child
     caching.Cache.save_overload(kernel._cache, None, None)
     caching.Cache.save_overload(prelude.sg_exp32._cache, None, None)
     assert saved == [kernel.py_func.__name__]
+    assert [c._py_func.__name__ for c, _, _ in later] == ["sg_exp32"]
+    with helper.deferring():
+        assert helper._parent_idle.value == 0
+        helper._save_when_parent_idle(save, later, parent=os.getpid() + 1)  # parent gone
+        assert saved == [kernel.py_func.__name__]
+        helper._parent_idle.value = 1
+        helper._save_when_parent_idle(save, later, parent=os.getppid())
+    assert saved == [kernel.py_func.__name__, "sg_exp32"]
 
 
 def test_kernels_compiled_here_are_not_queued(fresh_cache):
@@ -161,7 +171,7 @@ def test_a_wrong_declaration_is_an_error_when_strict(fresh_cache, monkeypatch):
 def test_a_child_that_dies_or_hangs_costs_only_time(fresh_cache, monkeypatch, failure):
     """The child only warms the disk cache: if it exits at once, or hangs until the
     parent gives up on it and kills it, the parent compiles everything itself."""
-    def broken(mine):
+    def broken(mine, later):
         if failure == "hangs":
             time.sleep(600)
         raise RuntimeError("the child fails before compiling anything")
