@@ -55,6 +55,7 @@ STATS = {"queued": 0, "helpers": 0}
 CAPACITY = 1 << 14
 _CHILD, _PARENT = 1, 2  # who claimed a queue entry
 _queue: list | None = None  # [dispatcher, [argtypes, ...]] while deferring, else None
+_position: dict = {}  # dispatcher -> its index in _queue
 _claims = None  # shared bytes, one per queue entry: 0, _CHILD or _PARENT
 _lock = None
 _parent_idle = None  # shared byte: 1 once this process compiles nothing more meanwhile
@@ -70,9 +71,10 @@ def available() -> bool:
 @contextlib.contextmanager
 def deferring():
     """Queue declared kernel calls (instead of compiling them) while this is active."""
-    global _queue, _claims, _lock, _parent_idle, _child
+    global _queue, _position, _claims, _lock, _parent_idle, _child
     ctx = multiprocessing.get_context("fork")
-    _queue, _claims, _lock, _child = [], ctx.RawArray("b", CAPACITY), ctx.Lock(), None
+    _queue, _position = [], {}
+    _claims, _lock, _child = ctx.RawArray("b", CAPACITY), ctx.Lock(), None
     _parent_idle = ctx.RawValue("b", 0)
     try:
         yield
@@ -87,11 +89,11 @@ def defer(dispatcher, argtypes) -> bool:
     the queue is full)."""
     if _queue is None or argtypes in dispatcher.overloads:
         return False
-    index = next((k for k, e in enumerate(_queue) if e[0] is dispatcher), None)
+    index = _position.get(dispatcher)
     if index is None:
         if len(_queue) == CAPACITY:
             return False
-        index = len(_queue)
+        index = _position[dispatcher] = len(_queue)
         _queue.append([dispatcher, []])
     if argtypes not in _queue[index][1]:
         _queue[index][1].append(argtypes)
@@ -137,7 +139,7 @@ def finish() -> None:
     wait for the child (all queued kernels are then in this process or on disk)."""
     if _child is None:
         return
-    _close_pipe()
+    _close_pipe()  # the child drains what was sent, then meets this loop
     for index in reversed(range(len(_queue))):
         if _claim(index, _PARENT):
             dispatcher, signatures = _queue[index]
@@ -175,7 +177,7 @@ def compiling_here(dispatcher) -> None:
     entry, or, when the child has it, let the child finish first (no more help)."""
     if _child is None or _queue is None:
         return
-    index = next((k for k, e in enumerate(_queue) if e[0] is dispatcher), None)
+    index = _position.get(dispatcher)
     if index is not None and not _claim(index, _PARENT):
         _wait_for_child()
 
