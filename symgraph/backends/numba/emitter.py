@@ -121,7 +121,7 @@ class ModuleState:
         key = (ndim, dtype)
         if key not in self._dummies:
             name = f"_e{ndim}_{dtype}"
-            self.preamble.append(f"{name} = np.empty({(0,) * ndim}, {dtype_expr(dtype)})")
+            self.preamble.append(f"{name} = sg_empty({(0,) * ndim}, {dtype_expr(dtype)})")
             self._dummies[key] = name
         return self._dummies[key]
 

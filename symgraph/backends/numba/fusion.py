@@ -572,7 +572,7 @@ def group_kernel(group: Group, virtual: set) -> tuple[str, str, list, list]:
         out_dims = [f"{blocks[out]} * {d}" if k in joined else d for k, d in enumerate(dims)]
         shape = "(" + ", ".join(out_dims) + ("," if ndim == 1 else "") + ")"
         differs = " or ".join(f"o{j}.shape[{k}] != {d}" for k, d in enumerate(out_dims))
-        lines.append(f"    if {differs}: o{j} = np.empty({shape}, {dtype_expr(out.dtype)})")
+        lines.append(f"    if {differs}: o{j} = sg_empty({shape}, {dtype_expr(out.dtype)})")
     indent = "    "
     for k in range(ndim):
         if k == last:

@@ -28,7 +28,7 @@ def _realloc(out: str, dims: list[str], dtype: str) -> str:
     if not dims:
         return ""
     differs = " or ".join(f"{out}.shape[{k}] != {d}" for k, d in enumerate(dims))
-    return f"    if {differs}: {out} = np.empty({_tuple(dims)}, {dtype_expr(dtype)})"
+    return f"    if {differs}: {out} = sg_empty({_tuple(dims)}, {dtype_expr(dtype)})"
 
 
 def _loops(dims: list[str], body: list[str], indent: int = 1) -> list[str]:
@@ -75,7 +75,7 @@ def reduce_kernel(kind: str, in_dtype: str, out_dtype: str, ndim: int, axes: tup
         if arg:
             lines.append("    best = 0")
     else:
-        lines.append(f"    acc = np.empty({_tuple(out_dims)}, np.{acc})")
+        lines.append(f"    acc = sg_empty({_tuple(out_dims)}, np.{acc})")
         lines.append("    flat_acc = acc.reshape(acc.size)")
         lines.append(f"    for j in range(acc.size): flat_acc[j] = np.{acc}({init})")
         if arg:

@@ -77,7 +77,7 @@ def contiguous(ctx, var) -> str:
 def _shape(op, node, ctx):
     (x,), (out,) = node.inputs, node.outputs
     if x.ndim == 0:
-        return ctx.bind(out, "np.empty(0, np.int64)")
+        return ctx.bind(out, "sg_empty(0, np.int64)")
     ctx.bind(out, ctx.call("sg_shape", [ctx.ref(x)], [("int64", 1)]))
 
 
@@ -85,7 +85,7 @@ def _shape(op, node, ctx):
 def _make_vector(op, node, ctx):
     out = node.outputs[0]
     if not node.inputs:
-        return ctx.bind(out, f"np.empty(0, {dtype_expr(op.dtype)})")
+        return ctx.bind(out, f"sg_empty(0, {dtype_expr(op.dtype)})")
     values = _tuple(f"{dtype_expr(op.dtype)}({ctx.ref(v)})" for v in node.inputs)
     ctx.bind(out, ctx.call("sg_vector", [values, ctx.buffer(out)]))
 

@@ -60,10 +60,10 @@ def _scan(op, node, ctx):
         if op.keep_history[k]:
             hist = ctx.name_for(node.outputs[k])
             shape = f"({n},)" if init.ndim == 0 else f"({n},) + {cur}.shape"
-            ctx.emit(f"{hist} = np.empty({shape}, {dtype_expr(init.dtype)})")
+            ctx.emit(f"{hist} = sg_empty({shape}, {dtype_expr(init.dtype)})")
         elif init.ndim:  # two buffers: a step never writes the carry it reads
             bufs = f"{tag}_b{k}"
-            ctx.emit(f"{bufs} = np.empty((2,) + {cur}.shape, {dtype_expr(init.dtype)})")
+            ctx.emit(f"{bufs} = sg_empty((2,) + {cur}.shape, {dtype_expr(init.dtype)})")
         histories.append(hist)
         buffers.append(bufs)
     if any(None in out.type.shape for out in inner.outputs[op.n_carry:]):
@@ -74,7 +74,7 @@ def _scan(op, node, ctx):
         name = ctx.name_for(node.outputs[op.n_carry + j])
         slots.append(f"{n} - 1 - {t}" if reversals[j] else t)  # stored in reversed order
         empty = tuple([0] + [s or 0 for s in out.type.shape])
-        ctx.emit(f"{name} = np.empty({empty}, {dtype_expr(out.dtype)})")
+        ctx.emit(f"{name} = sg_empty({empty}, {dtype_expr(out.dtype)})")
         stacked.append(name)
 
     nonseq_refs = []
@@ -105,10 +105,10 @@ def _scan(op, node, ctx):
     for new, name, slot in zip(inner.outputs[op.n_carry:], stacked, slots):
         value = body.ref(new)
         if new.ndim:
-            body.emit(f"if {t} == 0: {name} = np.empty(({n},) + {value}.shape, "
+            body.emit(f"if {t} == 0: {name} = sg_empty(({n},) + {value}.shape, "
                       f"{dtype_expr(new.dtype)})")
         else:
-            body.emit(f"if {t} == 0: {name} = np.empty({n}, {dtype_expr(new.dtype)})")
+            body.emit(f"if {t} == 0: {name} = sg_empty({n}, {dtype_expr(new.dtype)})")
         if not new.ndim:
             body.emit(f"{name}[{slot}] = {value}")
             continue

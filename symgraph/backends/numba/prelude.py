@@ -39,7 +39,8 @@ from numba.extending import intrinsic
 
 from symgraph.backends.numba import helper
 
-__all__ = ["SGRuntimeError", "SGUseReference", "sg_call", "sg_call_as", "sg_cycles", "sg_exp32",
+__all__ = ["SGRuntimeError", "SGUseReference", "sg_call", "sg_call_as", "sg_cycles", "sg_empty",
+           "sg_exp32",
            "sg_tanh32", "sg_sigmoid32", "sg_sigmoid", "sg_softplus", "sg_sign", "sg_round",
            "JIT_OPTIONS"]
 
@@ -152,6 +153,15 @@ def sg_cycles(typingctx):
         return builder.call(fn, [])
 
     return sig, codegen
+
+
+@numba.njit(**JIT_OPTIONS)
+def sg_empty(shape, dtype):
+    """``np.empty(shape, dtype)``. Generated code allocates through this so that each
+    (rank, dtype) is compiled once per machine and then loaded from numba's disk cache:
+    numba compiles its own ``np.empty`` afresh in every process, 40-100 ms for each
+    shape type and dtype, several times per cold build."""
+    return np.empty(shape, dtype)
 
 
 @numba.njit(**JIT_OPTIONS)

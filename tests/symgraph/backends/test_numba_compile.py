@@ -43,6 +43,25 @@ def test_source_has_one_line_per_node_and_no_user_strings():
                 sg.function([x], [y, hs], mode="numpy")(np.ones((2, 3), "float32")))
 
 
+def test_generated_code_allocates_through_the_cached_sg_empty():
+    """numba compiles its own ``np.empty`` afresh in every process; generated code
+    allocates through ``prelude.sg_empty``, which numba's disk cache keeps."""
+    from symgraph.backends.numba.prelude import sg_empty
+
+    x = T.fmatrix("x")
+    hs, _ = sg.scan(lambda r, h: T.tanh(h + r), sequences=[x],
+                    outputs_info=[T.zeros_like(x[0])])
+    f = sg.function([x], [(x * 2.0).sum(axis=0), hs, T.argmax(x, axis=1)], mode="numba")
+    assert "np.empty(" not in f.__source__ and "sg_empty(" in f.__source__
+    value = np.arange(12, dtype="float32").reshape(4, 3) / 10
+    assert_same(f(value), sg.function([x], [(x * 2.0).sum(axis=0), hs, T.argmax(x, axis=1)],
+                                      mode="numpy")(value))
+    for shape, dtype in (((2, 3), np.float32), (5, np.int64), ((0, 4, 1), np.bool_)):
+        out = sg_empty(shape, dtype)
+        assert out.shape == np.empty(shape).shape and out.dtype == dtype
+        assert out.flags.c_contiguous and out.flags.writeable
+
+
 def test_elementwise_chain_is_one_loop():
     """Six elementwise ops with a broadcast bias: one kernel call, no temporaries."""
     x, b = T.fmatrix("x"), T.fvector("b")
