@@ -105,7 +105,7 @@ def emit_graph(ctx: GraphEmitter, inputs, outputs) -> None:
     out_set = set(outputs)
     steps, virtual = fusion.plan(nodes, clients, out_set)
     steps = fusion.absorb_joins(steps, clients, out_set)
-    virtual |= _shape_only(nodes, clients, out_set)
+    virtual |= _shape_only(nodes, clients, out_set, virtual)
     ctx.virtual |= virtual
     ctx.clients = clients
     for step in steps:
@@ -128,9 +128,10 @@ def emit_graph(ctx: GraphEmitter, inputs, outputs) -> None:
             ctx.emit(f"_prof[{slot}] += sg_cycles() - _c0")
 
 
-def _shape_only(nodes, clients, outputs) -> set:
-    """``Shape`` outputs read only by ``Subtensor{int}`` (lowered as ``x.shape[i]``) and
-    ``MakeVector`` outputs read only as a Reshape's shape."""
+def _shape_only(nodes, clients, outputs, virtual) -> set:
+    """``Shape`` outputs read only by ``Subtensor{int}`` or as a Reshape's shape (both
+    lowered as ``x.shape[i]``, ``x`` not itself folded) and ``MakeVector`` outputs read
+    only as a Reshape's shape."""
     from symgraph.ops.shape import MakeVector, Reshape, Shape
     from symgraph.ops.subtensor import Subtensor
 
@@ -141,8 +142,10 @@ def _shape_only(nodes, clients, outputs) -> set:
         if out in outputs or not users or "output" in users:
             continue
         if isinstance(node.op, Shape) and all(
-                isinstance(c.op, Subtensor) and len(c.op.idx_list) == 1
-                and isinstance(c.op.idx_list[0], int) for c in users):
+                (isinstance(c.op, Subtensor) and len(c.op.idx_list) == 1
+                 and isinstance(c.op.idx_list[0], int))
+                or (isinstance(c.op, Reshape) and c.inputs[1] is out and c.inputs[0] is not out
+                    and node.inputs[0] not in virtual) for c in users):
             found.add(out)
         if isinstance(node.op, MakeVector) and all(
                 isinstance(c.op, Reshape) and c.inputs[1] is out and c.inputs[0] is not out

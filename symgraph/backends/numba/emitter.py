@@ -162,7 +162,7 @@ class GraphEmitter:
 
     def check(self, condition: str) -> None:
         """Raise SGRuntimeError at run time when ``condition`` holds."""
-        self.emit(f"if {condition}: raise SGRuntimeError()")
+        self.emit(f"sg_fail_if({condition})")
 
     def comment(self, node: Apply, note: str = "") -> None:
         """``# [n7] v12, v13 = Op{props}(v3, v9)``: one comment line per node."""

@@ -21,10 +21,10 @@ import numba
 import numpy as np
 from numba.extending import overload
 
-from symgraph.backends.numba.prelude import JIT_OPTIONS, SGRuntimeError, sg_exp32
+from symgraph.backends.numba.prelude import JIT_OPTIONS, SGRuntimeError, sg_exp32, sg_same_data
 
 __all__ = ["sg_arange", "sg_buffer", "sg_copy", "sg_copy_exact", "sg_dot_loops", "sg_dot_vec",
-           "sg_fill",
+           "sg_fill", "sg_store",
            "sg_gemm", "sg_index", "sg_nll_ids", "sg_scatter", "sg_scatter_into",
            "sg_shape", "sg_slice", "sg_softmax", "sg_take", "sg_vector", "sg_xent_ids",
            "sg_xent_ids_softmax", "sg_xent_rows"]
@@ -105,6 +105,19 @@ def sg_copy_exact(x, out):
         raise SGRuntimeError()
     _copy_loops(out, x)
     return out
+
+
+@jit
+def sg_store(x, stack, index):
+    """``stack[index] = x`` (same shape), skipped when ``x`` already is that slot (the
+    kernel computing it wrote it there); returns the slot. A scan step's new carry into
+    its history or buffer, or a step output into its stack."""
+    slot = stack[index]
+    if not _same(x.shape, slot.shape):
+        raise SGRuntimeError()
+    if not sg_same_data(x, slot):
+        _copy_loops(slot, x)
+    return slot
 
 
 @jit

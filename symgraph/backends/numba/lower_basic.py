@@ -55,7 +55,7 @@ def _dimshuffle(op, node, ctx):
         return ctx.bind(out, ctx.call("sg_fill", [ctx.buffer(out), shape, ref], result_of(out)))
     shape = _tuple("1" if p == "x" else f"{ref}.shape[{p}]" for p in pattern)
     if kept == sorted(kept):  # only new or dropped length-1 axes: a reshape
-        return ctx.bind(out, f"{contiguous(ctx, x)}.reshape({shape})", "C", owned=False)
+        return ctx.bind(out, f"sg_reshape({contiguous(ctx, x)}, {shape})", "C", owned=False)
     if pattern == (1, 0):
         flipped = {"C": "F", "F": "C"}.get(ctx.layout(x), "A")
         return ctx.bind(out, f"{ref}.T", flipped, owned=False)
@@ -63,7 +63,7 @@ def _dimshuffle(op, node, ctx):
     if len(kept) == len(pattern) and len(kept) == x.ndim:
         return ctx.bind(out, moved, "A", owned=False)
     copy = ctx.call("sg_copy", [moved, ctx.state.dummy(len(kept), x.dtype)])
-    ctx.bind(out, f"{copy}.reshape({shape})", "C", owned=False)
+    ctx.bind(out, f"sg_reshape({copy}, {shape})", "C", owned=False)
 
 
 def contiguous(ctx, var) -> str:
@@ -104,7 +104,9 @@ def _specify_shape(op, node, ctx):
 @lower.register(Reshape)
 def _reshape(op, node, ctx):
     (x, shp), (out,) = node.inputs, node.outputs
-    if shp in ctx.virtual:
+    if shp in ctx.virtual and isinstance(shp.owner.op, Shape):  # the shape of another value
+        dims = [f"{ctx.ref(shp.owner.inputs[0])}.shape[{k}]" for k in range(op.ndim)]
+    elif shp in ctx.virtual:
         dims = [ctx.ref(d) for d in shp.owner.inputs]
     else:
         dims = [f"{ctx.ref(shp)}[{k}]" for k in range(op.ndim)]
@@ -119,7 +121,7 @@ def _reshape(op, node, ctx):
     if op.ndim == 0:
         ctx.check(f"{ctx.ref(x)}.size != 1")
         return ctx.bind(out, f"{contiguous(ctx, x)}.reshape(1)[0]")
-    ctx.bind(out, f"{contiguous(ctx, x)}.reshape({_tuple(dims)})", "C", owned=False)
+    ctx.bind(out, f"sg_reshape({contiguous(ctx, x)}, {_tuple(dims)})", "C", owned=False)
 
 
 @lower.register(Alloc)

@@ -53,7 +53,7 @@ def _emit_reduce(ctx, node, kind, axes, keepdims, arg) -> None:
         return ctx.bind(out, ctx.call("sg_fill", [ctx.buffer(out), shape, value], result_of(out)))
     reduced = ctx.call(name, [ctx.ref(x), ctx.state.dummy(len(kept), out.dtype)], result)
     dims = ", ".join("1" if a in axes else f"{ctx.ref(x)}.shape[{a}]" for a in range(x.ndim))
-    ctx.bind(out, f"{reduced}.reshape(({dims},))", "C")
+    ctx.bind(out, f"sg_reshape({reduced}, ({dims},))", "C")
 
 
 @lower.register(Reduce)
@@ -140,7 +140,7 @@ def _row_kernel(ctx, kernel: str, x, t, out) -> None:
     if t.ndim == 0:
         t2 = ctx.call("sg_fill", [ctx.state.dummy(1, t.dtype), "(1,)", tref], [(t.dtype, 1)])
     else:
-        t2 = f"{contiguous(ctx, t)}.reshape((1, -1))"
-    x2 = f"{contiguous(ctx, x)}.reshape((1, -1))"
+        t2 = f"sg_reshape({contiguous(ctx, t)}, (1, -1))"
+    x2 = f"sg_reshape({contiguous(ctx, x)}, (1, -1))"
     dummy = ctx.state.dummy(1, out.dtype)
     ctx.bind(out, ctx.call(kernel, [x2, t2, dummy]) + "[0]")

@@ -67,7 +67,7 @@ def _scan(op, node, ctx):
         histories.append(hist)
         buffers.append(bufs)
     if any(None in out.type.shape for out in inner.outputs[op.n_carry:]):
-        ctx.emit(f"if {n} == 0: raise SGUseReference()")  # stacked shapes need a step
+        ctx.emit(f"sg_reference_if({n} == 0)")  # stacked shapes need a step
     stacked, slots = [], []
     reversals = [_read_reversed(ctx, out) for out in node.outputs[op.n_carry:]]
     for j, out in enumerate(inner.outputs[op.n_carry:]):
@@ -96,8 +96,9 @@ def _scan(op, node, ctx):
         body.alias(slot, cur, "C")
     for slot, (ref, layout) in zip(inner.inputs[n_seq + op.n_carry:], nonseq_refs):
         body.alias(slot, ref, layout)
-    carry_slots = [f"{histories[k]}[{t}]" if histories[k] else f"{buffers[k]}[{t} % 2]"
-                   for k in range(op.n_carry)]
+    carry_at = [(histories[k], t) if histories[k] else (buffers[k], f"{t} % 2")
+                for k in range(op.n_carry)]
+    carry_slots = [f"{array}[{index}]" for array, index in carry_at]
     body.sinks = _sinks(body, op, t, carry_slots, stacked, slots)
     emit_graph(body, inner.inputs, inner.outputs)
 
@@ -112,10 +113,7 @@ def _scan(op, node, ctx):
         if not new.ndim:
             body.emit(f"{name}[{slot}] = {value}")
             continue
-        copy = body.call("sg_copy_exact", [value, f"{name}[{slot}]"], result_of(new))
-        if new in body.sunk and body.sinks[new].startswith(f"({name}["):
-            copy = f"if {t} == 0 or {_elsewhere(value, f'{name}[{slot}]')}: {copy}"
-        body.emit(copy)
+        body.emit(body.call("sg_store", [value, name, slot], result_of(new)))
     for k, new in enumerate(inner.outputs[:op.n_carry]):
         value, cur = body.ref(new), carries[k]
         if new.ndim == 0:
@@ -123,11 +121,7 @@ def _scan(op, node, ctx):
                 body.emit(f"{histories[k]}[{t}] = {value}")
             body.emit(f"{cur} = {value}")
             continue
-        slot = carry_slots[k]
-        copy = body.call("sg_copy_exact", [value, slot], result_of(new))
-        if new in body.sunk and body.sinks[new] == slot:
-            copy = f"{copy} if {_elsewhere(value, slot)} else {value}"
-        body.emit(f"{cur} = {copy}")
+        body.emit(f"{cur} = {body.call('sg_store', [value, *carry_at[k]], result_of(new))}")
 
     for k, out in enumerate(node.outputs[:op.n_carry]):
         if histories[k]:
@@ -156,13 +150,8 @@ def _sinks(body, op, t: str, carry_slots: list, stacked: list, slots: list) -> d
             sinks.setdefault(new, slot)
     for new, name, slot in zip(inner.outputs[op.n_carry:], stacked, slots):
         if new.ndim and new not in inner.inputs:
-            sinks.setdefault(new, f"({name}[{slot}] if {t} else {body.name_for(new)})")
+            sinks.setdefault(new, f"sg_slot({name}, {slot}, {t}, {body.name_for(new)})")
     return sinks
-
-
-def _elsewhere(value: str, slot: str) -> str:
-    """The condition that ``value`` is not the array ``slot`` (a kernel reallocated)."""
-    return f"{value}.ctypes.data != {slot}.ctypes.data"
 
 
 def _multiplied(inner, var) -> bool:
