@@ -1,0 +1,105 @@
+"""The intrinsics that keep generated graph functions small (``prelude``): reshape
+views, loop slots, same-buffer tests and run-time checks, against numpy's rules."""
+
+import numba
+import numpy as np
+import pytest
+
+from symgraph.backends.numba.kernels import sg_store
+from symgraph.backends.numba.prelude import (
+    SGRuntimeError,
+    SGUseReference,
+    sg_fail_if,
+    sg_reference_if,
+    sg_reshape,
+    sg_same_data,
+    sg_slot,
+)
+
+
+@numba.njit
+def _reshape2(a, d0, d1):
+    return sg_reshape(a, (d0, d1))
+
+
+@numba.njit
+def _reshape3(a, d1):
+    return sg_reshape(a, (1, d1, 2))
+
+
+@pytest.mark.parametrize("dims", [(3, 4), (-1, 4), (6, -1), (12, 1), (1, 12)])
+def test_reshape_is_numpys_view(dims):
+    a = np.arange(12, dtype=np.float32)
+    got, want = _reshape2(a, *dims), a.reshape(dims)
+    assert got.shape == want.shape and got.strides == want.strides
+    np.testing.assert_array_equal(got, want)
+    got[0, 0] = -1.0  # a view, not a copy
+    assert a[0] == -1.0
+    np.testing.assert_array_equal(_reshape3(a, 6), a.reshape(1, 6, 2))
+
+
+@pytest.mark.parametrize("dims", [(5, 2), (-1, -1), (-2, -6), (13, 1)])
+def test_reshape_to_a_wrong_size_raises(dims):
+    with pytest.raises(SGRuntimeError):
+        _reshape2(np.arange(12, dtype=np.float32), *dims)
+
+
+def test_reshape_of_an_empty_array():
+    empty = np.zeros(0, np.float32)
+    assert _reshape2(empty, 0, 5).shape == (0, 5)
+    with pytest.raises(SGRuntimeError):  # numpy: -1 is ambiguous with a 0 elsewhere
+        _reshape2(empty, 0, -1)
+
+
+@numba.njit
+def _slot(stack, index, step, first):
+    return sg_slot(stack, index, step, first)
+
+
+def test_slot_is_the_stack_row_from_the_second_step_on():
+    stack = np.arange(24, dtype=np.float32).reshape(4, 3, 2)
+    first = np.full((3, 2), -1.0, np.float32)
+    np.testing.assert_array_equal(_slot(stack, 2, 0, first), first)
+    row = _slot(stack, 2, 5, first)
+    np.testing.assert_array_equal(row, stack[2])
+    row[...] = 0.0  # a view of the stack
+    assert not stack[2].any() and stack[1].all()
+
+
+@numba.njit
+def _same(a, b):
+    return sg_same_data(a, b)
+
+
+def test_same_data_compares_start_addresses():
+    a = np.zeros((3, 2), np.float32)
+    assert _same(a, a) and _same(a, a.reshape(6)) and not _same(a, a[1:]) and not _same(a, a.copy())
+
+
+@numba.njit
+def _checks(fail, reference):
+    sg_fail_if(fail)
+    sg_reference_if(reference)
+    return 1
+
+
+def test_checks_raise_only_when_their_condition_holds():
+    assert _checks(False, False) == 1
+    with pytest.raises(SGRuntimeError):
+        _checks(True, False)
+    with pytest.raises(SGUseReference):
+        _checks(False, True)
+
+
+def test_store_copies_unless_the_value_already_is_the_slot():
+    stack = np.zeros((3, 2), np.float32)
+    value = np.array([1.0, 2.0], np.float32)
+    slot = sg_store(value, stack, 1)
+    np.testing.assert_array_equal(stack[1], value)
+    slot[0] = 5.0  # the slot itself is returned
+    assert stack[1, 0] == 5.0
+    stack[2] = 7.0
+    sg_store(stack[2], stack, 2)  # the value is the slot: nothing to copy, nothing lost
+    np.testing.assert_array_equal(stack[2], [7.0, 7.0])
+    with pytest.raises(SGRuntimeError):
+        sg_store(np.zeros(3, np.float32), stack, 0)
