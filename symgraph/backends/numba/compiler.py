@@ -246,6 +246,8 @@ class Program:
         sites = diskcache.load_sites(self.key) if self.key else None
         parallel = helper.available() and diskcache.cache_dir() is not None
         with helper.deferring() if parallel else contextlib.nullcontext():
+            if sites is None:  # compiling: the helper takes kernels as typing queues them
+                helper.start(early=True)
             dispatcher = self._jit(namespace, cache=self.key is not None)
             loaded = sum(dispatcher.stats.cache_hits.values()) > 0
             if sites is None and loaded:  # cached code without its call sites: compile again

@@ -6,10 +6,10 @@ lowering and LLVM) and half on the kernels it calls. Both are numba compilations
 hold one process-wide lock, so threads cannot overlap them; a second process can. While
 the graph function (and its chunk functions) are typed, calls whose result type the
 generator declared (``prelude.sg_call_as``) are not compiled but queued (:func:`defer`).
-When the first of these functions is typed (:func:`start`, a pipeline pass), the
-process forks; from then on each queued kernel is also sent to the child through a pipe,
-and the child compiles them in that order into numba's disk cache while this process
-goes on typing and lowering. At the end (:func:`finish`) this process compiles what is
+A build that finds nothing cached forks before typing starts (:func:`start`; otherwise
+a pipeline pass forks once a typed function has queued something). From then on each
+queued kernel is also sent to the child through a pipe, and the child compiles them in
+that order into numba's disk cache while this process goes on typing and lowering. At the end (:func:`finish`) this process compiles what is
 still unclaimed, from the back of the queue, and loads the rest from disk.
 
 The child only warms the disk cache: the parent loads or compiles every kernel itself
@@ -102,11 +102,13 @@ def defer(dispatcher, argtypes) -> bool:
     return True
 
 
-def start() -> None:
-    """Fork the helper when something is queued and no helper runs; send it the queue
-    (entries already claimed are skipped by whoever meets them)."""
+def start(early: bool = False) -> None:
+    """Fork the helper when something is queued (or, ``early``, before anything is:
+    a build about to type a graph function knows kernels will come) and no helper
+    runs; send it the queue (entries already claimed are skipped by whoever meets
+    them)."""
     global _child
-    if not _queue or _child is not None:
+    if _queue is None or _child is not None or not (_queue or early):
         return
     read_end, write_end = os.pipe()
     with warnings.catch_warnings():
