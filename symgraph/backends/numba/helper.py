@@ -9,8 +9,9 @@ generator declared (``prelude.sg_call_as``) are not compiled but queued (:func:`
 A build that finds nothing cached forks before typing starts (:func:`start`; otherwise
 a pipeline pass forks once a typed function has queued something). From then on each
 queued kernel is also sent to the child through a pipe, and the child compiles them in
-that order into numba's disk cache while this process goes on typing and lowering. At the end (:func:`finish`) this process compiles what is
-still unclaimed, from the back of the queue, and loads the rest from disk.
+that order into numba's disk cache while this process goes on typing and lowering. At
+the end (:func:`finish`) this process compiles what is still unclaimed, from the back of
+the queue, and loads the rest from disk.
 
 The child only warms the disk cache: the parent loads or compiles every kernel itself
 afterwards, so a child that fails, is killed or is slow changes nothing but time. The
