@@ -76,10 +76,12 @@ def reduce_kernel(kind: str, in_dtype: str, out_dtype: str, ndim: int, axes: tup
             lines.append("    best = 0")
     else:
         lines.append(f"    acc = sg_empty({_tuple(out_dims)}, np.{acc})")
-        lines.append("    flat_acc = acc.reshape(acc.size)")
+        lines.append("    flat_acc = sg_reshape(acc, (acc.size,))")
         lines.append(f"    for j in range(acc.size): flat_acc[j] = np.{acc}({init})")
         if arg:
-            lines.append(f"    best = np.zeros({_tuple(out_dims)}, np.int64)")
+            lines.append(f"    best = sg_empty({_tuple(out_dims)}, np.int64)")
+            lines.append("    flat_best = sg_reshape(best, (best.size,))")
+            lines.append("    for j in range(best.size): flat_best[j] = 0")
     if arg:
         lines.append("    flat = 0")
     body = [f"v = x[{', '.join(f'i{a}' for a in range(ndim))}]"]
@@ -103,8 +105,8 @@ def reduce_kernel(kind: str, in_dtype: str, out_dtype: str, ndim: int, axes: tup
         lines.append(f"    return {dtype_expr(res_dtype)}({result})")
     else:
         lines.append(_realloc("out", out_dims, res_dtype))
-        lines.append(f"    src = {result}.reshape({result}.size)")
-        lines.append("    dst = out.reshape(out.size)")
+        lines.append(f"    src = sg_reshape({result}, ({result}.size,))")
+        lines.append("    dst = sg_reshape(out, (out.size,))")
         lines.append(f"    for j in range(dst.size): dst[j] = {dtype_expr(res_dtype)}(src[j])")
         lines.append("    return out")
     return _named(lines)
