@@ -14,7 +14,7 @@ njit-compiled Python function.
    ``cache=True`` keeps it across processes. The graph function calls them through
    their addresses (``prelude.sg_call``) so that their code is not linked, re-optimised
    and re-compiled into it; long graph functions are cut into chunks (``split``); the
-   graph function's own LLVM optimisation is -O1 (``pipeline``).
+   graph function gets a light LLVM pipeline of its own (``pipeline``).
 4. Compile eagerly with an explicit signature (arrays C-contiguous, 0-d values as numba
    scalars). Compiled functions are cached in-process by the hash of the generated
    source and signature (a second ``sg.function`` of the same graph does not compile)

@@ -23,7 +23,7 @@ from numba.extending import overload
 
 from symgraph.backends.numba.prelude import JIT_OPTIONS, SGRuntimeError, sg_exp32, sg_same_data
 
-__all__ = ["sg_arange", "sg_buffer", "sg_copy", "sg_copy_exact", "sg_dot_loops", "sg_dot_vec",
+__all__ = ["sg_arange", "sg_buffer", "sg_copy", "sg_dot_loops", "sg_dot_vec",
            "sg_fill", "sg_store",
            "sg_gemm", "sg_index", "sg_nll_ids", "sg_scatter", "sg_scatter_into",
            "sg_shape", "sg_slice", "sg_softmax", "sg_take", "sg_vector", "sg_xent_ids",
@@ -93,16 +93,6 @@ def sg_buffer(out, shape):
 def sg_copy(x, out):
     """A C-contiguous copy of ``x`` (into ``out`` when it fits)."""
     out = sg_buffer(out, x.shape)
-    _copy_loops(out, x)
-    return out
-
-
-@jit
-def sg_copy_exact(x, out):
-    """Copy ``x`` into ``out``, which must have the same shape (a scan step's new carry
-    into the carry buffer, or a step output into its slot)."""
-    if not _same(x.shape, out.shape):
-        raise SGRuntimeError()
     _copy_loops(out, x)
     return out
 
