@@ -45,7 +45,7 @@ from numba import types
 from symgraph.backends.numba import allocator, blas, diskcache, fusion, helper, split
 from symgraph.backends.numba.emitter import GraphEmitter, ModuleState, result_of
 from symgraph.backends.numba.pipeline import GraphCompiler
-from symgraph.backends.numba.prelude import JIT_OPTIONS, SGUseReference
+from symgraph.backends.numba.prelude import JIT_OPTIONS, SGUseReference, kernel_argtypes
 from symgraph.backends.numba.registry import lower
 from symgraph.fgraph import FunctionGraph
 from symgraph.graph import toposort
@@ -256,6 +256,9 @@ class Program:
         found = sites is None
         if found:
             sites = _call_sites([dispatcher] + [namespace[n] for n, _ in self.chunks])
+        missing = set(range(len(self.sites))) - {site for site, *_ in sites}
+        if missing:  # never call address 0: rebuild (see ``compile``)
+            raise WrongDeclaration(f"call sites {sorted(missing)[:5]} have no kernel")
         addresses = np.zeros(max(len(self.sites), 1), np.int64)
         for site, name, argtypes, restype in sites:
             kernel = namespace[name]
@@ -281,8 +284,9 @@ class Program:
 
 
 class WrongDeclaration(Exception):
-    """A kernel's result type differs from the type declared for it (an internal error:
-    ``compile`` rebuilds the function without declarations, unless ``STRICT``)."""
+    """A kernel's result type differs from the type declared for it, or a call site found
+    no kernel (internal errors: ``compile`` forgets the disk cache's entry and rebuilds
+    the function without declarations, unless ``STRICT``)."""
 
 
 def _call_sites(dispatchers) -> list[tuple]:
@@ -296,10 +300,10 @@ def _call_sites(dispatchers) -> list[tuple]:
         args = getattr(sig, "args", ())
         if (len(args) in (4, 5) and isinstance(args[0], types.Dispatcher)
                 and isinstance(args[1], types.IntegerLiteral)
-                and isinstance(args[3], types.BaseTuple)):
+                and isinstance(args[-1], (types.StarArgTuple, types.StarArgUniTuple))):
             name = args[0].dispatcher.py_func.__name__
             site = args[1].literal_value
-            found[site] = (site, name, tuple(args[3].types), sig.return_type)
+            found[site] = (site, name, kernel_argtypes(args[-1].types), sig.return_type)
     return [found[k] for k in sorted(found)]
 
 

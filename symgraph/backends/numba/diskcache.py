@@ -43,7 +43,7 @@ def _version() -> str:
     change in the generator itself changes the generated text, hence its hash)."""
     digest = hashlib.sha1(f"{numba.__version__} {np.__version__} {sys.version}".encode())
     here = Path(__file__).parent
-    for name in ("prelude.py", "kernels.py", "pipeline.py", "diskcache.py",
+    for name in ("prelude.py", "kernels.py", "pipeline.py", "diskcache.py", "compiler.py",
                  "lower_random.py"):
         digest.update((here / name).read_bytes())
     return digest.hexdigest()[:12]

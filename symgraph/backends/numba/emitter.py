@@ -257,14 +257,13 @@ class GraphEmitter:
         (``prelude.sg_call_as``)."""
         site = len(self.state.sites)
         self.state.sites.append(kernel)
-        args = list(args)
-        packed = f"({', '.join(args)}{',' if len(args) == 1 else ''})"
+        passed = "".join(f", {a}" for a in args)
         if not returns or not self.state.declare_results:
-            return f"sg_call({kernel}, {site}, _kp, {packed})"
+            return f"sg_call({kernel}, {site}, _kp{passed})"
         results = [result_type_source(dtype, ndim) for dtype, ndim in returns]
         declared = (results[0] if len(results) == 1
                     else f"numba.types.Tuple(({', '.join(results)},))")
-        return f"sg_call_as({kernel}, {site}, _kp, {packed}, {self.state.declare(declared)})"
+        return f"sg_call_as({kernel}, {site}, _kp, {self.state.declare(declared)}{passed})"
 
     def kernel(self, name: str, source: str) -> str:
         """Register a generated kernel (``source`` defines ``name``)."""

@@ -83,40 +83,50 @@ _F = np.float32
 
 
 @intrinsic
-def sg_call(typingctx, kernel, site, addresses, args):
+def sg_call(typingctx, kernel, site, addresses, *args):
     """``kernel(*args)`` called through the address ``addresses[site]`` instead of by
     name. A call by name links the callee's code into the caller, where LLVM optimises
     and compiles it again (inlined): for a graph function calling 30 kernels that was
     most of a 30 s compile. Through a pointer the caller stays small and each kernel is
     compiled (and disk-cached) once. ``kernel`` (a dispatcher) only gives the types;
     the runner fills ``addresses`` with the native entry points of the specialisations
-    chosen here (numba's calling convention, so exceptions propagate)."""
-    if not isinstance(site, types.IntegerLiteral) or not isinstance(args, types.BaseTuple):
+    chosen here (numba's calling convention, so exceptions propagate). The arguments
+    come one by one, not as a tuple: a tuple in the graph function holds a reference to
+    each array, taken and released around every call."""
+    if not isinstance(site, types.IntegerLiteral):
         return None
-    argtys = tuple(args.types)
+    argtys = kernel_argtypes(args)
     helper.compiling_here(kernel.dispatcher)
     kernel.dispatcher.compile(argtys)
     resty = kernel.dispatcher.overloads[argtys].signature.return_type
-    return resty(kernel, site, addresses, args), _indirect_call(resty, argtys)
+    star = types.StarArgTuple.from_types(args)
+    return resty(kernel, site, addresses, star), _indirect_call(resty, argtys)
 
 
 @intrinsic
-def sg_call_as(typingctx, kernel, site, addresses, args, declared):
+def sg_call_as(typingctx, kernel, site, addresses, declared, *args):
     """``sg_call`` of a kernel whose result type the generator declared (``declared``,
     a type passed as a value). While the graph function is typed for a parallel build
     (``helper.deferring``), the kernel is not compiled here but queued, and the
     declared type stands in for its result; the build checks it against the compiled
     kernel before anything runs. Otherwise the kernel is compiled and its own result
     type used, as in ``sg_call``."""
-    if not isinstance(site, types.IntegerLiteral) or not isinstance(args, types.BaseTuple):
+    if not isinstance(site, types.IntegerLiteral):
         return None
-    argtys = tuple(args.types)
+    argtys = kernel_argtypes(args)
     resty = declared.instance_type
     if not helper.defer(kernel.dispatcher, argtys):
         helper.compiling_here(kernel.dispatcher)
         kernel.dispatcher.compile(argtys)
         resty = kernel.dispatcher.overloads[argtys].signature.return_type
-    return resty(kernel, site, addresses, args, declared), _indirect_call(resty, argtys)
+    star = types.StarArgTuple.from_types(args)
+    return resty(kernel, site, addresses, declared, star), _indirect_call(resty, argtys)
+
+
+def kernel_argtypes(args) -> tuple:
+    """The types a kernel is compiled for, given the types of a call's arguments (a
+    constant argument is a numba literal at the call; the kernel takes its type)."""
+    return tuple(types.unliteral(a) for a in args)
 
 
 def _indirect_call(resty, argtys):
@@ -132,7 +142,10 @@ def _indirect_call(resty, argtys):
         retval = cgutils.alloca_once(builder, retty)
         builder.store(cgutils.get_null_value(retty), retval)
         excinfo = cgutils.alloca_once(builder, ir.PointerType(excinfo_t), name="excinfo")
-        values = cgutils.unpack_tuple(builder, llargs[3], len(argtys))
+        star = signature.args[-1]
+        values = [context.cast(builder, v, t, want) for v, t, want in
+                  zip(cgutils.unpack_tuple(builder, llargs[-1], len(argtys)), star.types,
+                      argtys)]
         packed = list(cc._get_arg_packer(argtys).as_arguments(builder, values))
         code = builder.call(callee, [retval, excinfo] + packed)
         status = cc._get_return_status(builder, code, builder.load(excinfo))

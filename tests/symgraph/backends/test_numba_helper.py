@@ -4,6 +4,7 @@ while this process goes on, then takes what is left from the back of the queue;
 declared result types are checked against the compiled kernels before anything runs."""
 
 import os
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -165,6 +166,23 @@ def test_a_wrong_declaration_is_an_error_when_strict(fresh_cache, monkeypatch):
     x = T.fmatrix("x")
     with pytest.raises(compiler.WrongDeclaration, match="typed with"):
         sg.function([x], T.tanh(x * 2.345678) - 0.5, mode="numba")
+
+
+def test_cached_call_sites_without_a_kernel_are_rebuilt_not_called(fresh_cache, monkeypatch):
+    """A cached graph function whose saved call sites miss a kernel (a stale entry) is
+    never run with a null address: the build forgets it and compiles again."""
+    x = T.fmatrix("x")
+    sg.function([x], T.tanh(x * 5.6789) + 0.25, mode="numba")
+    [sites] = fresh_cache.glob("g_*.sites")
+    sites.write_bytes(pickle.dumps([]))
+    monkeypatch.setattr(compiler, "_MEMORY", {})  # as in a new process: load from disk
+    monkeypatch.setattr(compiler, "STRICT", False)
+    before = compiler.STATS["wrong_declarations"]
+    f = sg.function([x], T.tanh(x * 5.6789) + 0.25, mode="numba")
+    assert compiler.STATS["wrong_declarations"] == before + 1
+    value = np.linspace(-2, 2, 6, dtype="float32").reshape(2, 3)
+    np.testing.assert_allclose(f(value), np.tanh(value * np.float32(5.6789)) + 0.25,
+                               rtol=1e-6)
 
 
 @pytest.mark.parametrize("failure", ["dies", "hangs"])
