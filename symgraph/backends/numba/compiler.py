@@ -12,14 +12,14 @@ njit-compiled Python function.
 3. Kernels are separate functions in files named by the hash of their source
    (``diskcache``): equal structures share one compiled kernel, and numba's
    ``cache=True`` keeps it across processes. The graph function calls them through
-   their addresses (``prelude.sg_call``) so that their code is not linked, re-optimised
+   their addresses (``glue.sg_call``) so that their code is not linked, re-optimised
    and re-compiled into it; long graph functions are cut into chunks (``split``); the
    graph function gets a light LLVM pipeline of its own (``pipeline``).
 4. Compile eagerly with an explicit signature (arrays C-contiguous, 0-d values as numba
    scalars). Compiled functions are cached in-process by the hash of the generated
    source and signature (a second ``sg.function`` of the same graph does not compile)
    and on disk (a later process loads the machine code).
-   Kernels with a declared result type (``prelude.sg_call_as``) are queued while the
+   Kernels with a declared result type (``glue.sg_call_as``) are queued while the
    graph function is typed and compiled by a helper process meanwhile (``helper``); the
    declared types are checked against the compiled kernels before anything runs.
 
@@ -44,8 +44,9 @@ from numba import types
 
 from symgraph.backends.numba import allocator, blas, diskcache, fusion, helper, split
 from symgraph.backends.numba.emitter import GraphEmitter, ModuleState, result_of
+from symgraph.backends.numba.glue import kernel_argtypes
 from symgraph.backends.numba.pipeline import GraphCompiler
-from symgraph.backends.numba.prelude import JIT_OPTIONS, SGUseReference, kernel_argtypes
+from symgraph.backends.numba.prelude import JIT_OPTIONS, SGUseReference
 from symgraph.backends.numba.registry import lower
 from symgraph.fgraph import FunctionGraph
 from symgraph.graph import toposort

@@ -30,6 +30,7 @@ import math
 import numba
 import numpy as np
 from symgraph.backends.numba.prelude import *  # noqa: F401,F403
+from symgraph.backends.numba.glue import *  # noqa: F401,F403
 from symgraph.backends.numba.kernels import *  # noqa: F401,F403
 from symgraph.backends.numba.prelude import JIT_OPTIONS
 from symgraph.backends.numba.diskcache import load_kernel
@@ -43,8 +44,8 @@ def _version() -> str:
     change in the generator itself changes the generated text, hence its hash)."""
     digest = hashlib.sha1(f"{numba.__version__} {np.__version__} {sys.version}".encode())
     here = Path(__file__).parent
-    for name in ("prelude.py", "kernels.py", "pipeline.py", "diskcache.py", "compiler.py",
-                 "lower_random.py"):
+    for name in ("prelude.py", "glue.py", "kernels.py", "pipeline.py", "diskcache.py",
+                 "compiler.py", "lower_random.py"):
         digest.update((here / name).read_bytes())
     return digest.hexdigest()[:12]
 

@@ -251,10 +251,10 @@ class GraphEmitter:
     def call(self, kernel: str, args, returns: Sequence[tuple[str, int]] = ()) -> str:
         """The expression calling the compiled kernel ``kernel`` (a name from
         ``kernels`` or a generated one) on ``args``, through its address (see
-        ``prelude.sg_call``). ``returns``: ``(dtype, ndim)`` of what a generated kernel
+        ``glue.sg_call``). ``returns``: ``(dtype, ndim)`` of what a generated kernel
         returns (a scalar for ndim 0, else a C-contiguous array; a tuple when several),
         declared so that the graph function can be typed before the kernel is compiled
-        (``prelude.sg_call_as``)."""
+        (``glue.sg_call_as``)."""
         site = len(self.state.sites)
         self.state.sites.append(kernel)
         passed = "".join(f", {a}" for a in args)

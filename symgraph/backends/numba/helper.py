@@ -5,7 +5,7 @@ A cold build spends about half its time on the graph function (glue: typing, the
 lowering and LLVM) and half on the kernels it calls. Both are numba compilations, which
 hold one process-wide lock, so threads cannot overlap them; a second process can. While
 the graph function (and its chunk functions) are typed, calls whose result type the
-generator declared (``prelude.sg_call_as``) are not compiled but queued (:func:`defer`).
+generator declared (``glue.sg_call_as``) are not compiled but queued (:func:`defer`).
 A build that finds nothing cached forks before typing starts (:func:`start`; otherwise
 a pipeline pass forks once a typed function has queued something). From then on each
 queued kernel is also sent to the child through a pipe, and the child compiles them in

@@ -21,7 +21,8 @@ import numba
 import numpy as np
 from numba.extending import overload
 
-from symgraph.backends.numba.prelude import JIT_OPTIONS, SGRuntimeError, sg_exp32, sg_same_data
+from symgraph.backends.numba.glue import sg_same_data
+from symgraph.backends.numba.prelude import JIT_OPTIONS, SGRuntimeError, sg_exp32
 
 __all__ = ["sg_arange", "sg_buffer", "sg_copy", "sg_dot_loops", "sg_dot_vec",
            "sg_fill", "sg_store",

@@ -45,8 +45,8 @@ def test_source_has_one_line_per_node_and_no_user_strings():
 
 def test_generated_code_allocates_through_the_cached_sg_empty():
     """numba compiles its own ``np.empty`` afresh in every process; generated code
-    allocates through ``prelude.sg_empty``, which numba's disk cache keeps."""
-    from symgraph.backends.numba.prelude import sg_empty
+    allocates through ``glue.sg_empty``, which numba's disk cache keeps."""
+    from symgraph.backends.numba.glue import sg_empty
 
     x = T.fmatrix("x")
     hs, _ = sg.scan(lambda r, h: T.tanh(h + r), sequences=[x],

@@ -1,20 +1,19 @@
-"""The intrinsics that keep generated graph functions small (``prelude``): reshape
+"""The intrinsics that keep generated graph functions small (``glue``): reshape
 views, loop slots, same-buffer tests and run-time checks, against numpy's rules."""
 
 import numba
 import numpy as np
 import pytest
 
-from symgraph.backends.numba.kernels import sg_store
-from symgraph.backends.numba.prelude import (
-    SGRuntimeError,
-    SGUseReference,
+from symgraph.backends.numba.glue import (
     sg_fail_if,
     sg_reference_if,
     sg_reshape,
     sg_same_data,
     sg_slot,
 )
+from symgraph.backends.numba.kernels import sg_store
+from symgraph.backends.numba.prelude import SGRuntimeError, SGUseReference
 
 
 @numba.njit

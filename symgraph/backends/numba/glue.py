@@ -1,0 +1,248 @@
+"""What graph functions call besides kernels: calls of kernels through their addresses,
+allocation, views, and run-time checks.
+
+A graph function is glue around kernels, and numba compiles it afresh for every new
+graph, so what it calls is chosen to lower into little code: each intrinsic here is a
+few LLVM instructions where the Python construct it replaces (a ``raise`` statement, a
+conditional expression over arrays, ``a.ctypes.data``, numba's ``reshape``, a tuple of
+arguments) costs hundreds, most of them reference counting; and ``sg_empty`` is kept in
+numba's disk cache where numba's own ``np.empty`` is compiled again in every process.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.core.callconv import excinfo_t
+from numba.core.imputils import impl_ret_borrowed
+from numba.extending import intrinsic
+
+from symgraph.backends.numba import helper
+from symgraph.backends.numba.prelude import JIT_OPTIONS, SGRuntimeError, SGUseReference
+
+__all__ = ["sg_call", "sg_call_as", "sg_cycles", "sg_empty", "sg_fail_if", "sg_reference_if",
+           "sg_reshape", "sg_same_data", "sg_slot"]
+
+
+@intrinsic
+def sg_call(typingctx, kernel, site, addresses, *args):
+    """``kernel(*args)`` called through the address ``addresses[site]`` instead of by
+    name. A call by name links the callee's code into the caller, where LLVM optimises
+    and compiles it again (inlined): for a graph function calling 30 kernels that was
+    most of a 30 s compile. Through a pointer the caller stays small and each kernel is
+    compiled (and disk-cached) once. ``kernel`` (a dispatcher) only gives the types;
+    the runner fills ``addresses`` with the native entry points of the specialisations
+    chosen here (numba's calling convention, so exceptions propagate). The arguments
+    come one by one, not as a tuple: a tuple in the graph function holds a reference to
+    each array, taken and released around every call."""
+    if not isinstance(site, types.IntegerLiteral):
+        return None
+    argtys = kernel_argtypes(args)
+    helper.compiling_here(kernel.dispatcher)
+    kernel.dispatcher.compile(argtys)
+    resty = kernel.dispatcher.overloads[argtys].signature.return_type
+    star = types.StarArgTuple.from_types(args)
+    return resty(kernel, site, addresses, star), _indirect_call(resty, argtys)
+
+
+@intrinsic
+def sg_call_as(typingctx, kernel, site, addresses, declared, *args):
+    """``sg_call`` of a kernel whose result type the generator declared (``declared``,
+    a type passed as a value). While the graph function is typed for a parallel build
+    (``helper.deferring``), the kernel is not compiled here but queued, and the
+    declared type stands in for its result; the build checks it against the compiled
+    kernel before anything runs. Otherwise the kernel is compiled and its own result
+    type used, as in ``sg_call``."""
+    if not isinstance(site, types.IntegerLiteral):
+        return None
+    argtys = kernel_argtypes(args)
+    resty = declared.instance_type
+    if not helper.defer(kernel.dispatcher, argtys):
+        helper.compiling_here(kernel.dispatcher)
+        kernel.dispatcher.compile(argtys)
+        resty = kernel.dispatcher.overloads[argtys].signature.return_type
+    star = types.StarArgTuple.from_types(args)
+    return resty(kernel, site, addresses, declared, star), _indirect_call(resty, argtys)
+
+
+def kernel_argtypes(args) -> tuple:
+    """The types a kernel is compiled for, given the types of a call's arguments (a
+    constant argument is a numba literal at the call; the kernel takes its type)."""
+    return tuple(types.unliteral(a) for a in args)
+
+
+def _indirect_call(resty, argtys):
+    """The code of a call through ``addresses[site]`` (see ``sg_call``)."""
+
+    def codegen(context, builder, signature, llargs):
+        cc = context.call_conv
+        fnty = cc.get_function_type(resty, argtys)
+        table = context.make_array(signature.args[2])(context, builder, llargs[2])
+        slot = cgutils.gep(builder, table.data, signature.args[1].literal_value)
+        callee = builder.inttoptr(builder.load(slot), fnty.as_pointer())
+        retty = cc.get_return_type(resty).pointee
+        retval = cgutils.alloca_once(builder, retty)
+        builder.store(cgutils.get_null_value(retty), retval)
+        excinfo = cgutils.alloca_once(builder, ir.PointerType(excinfo_t), name="excinfo")
+        star = signature.args[-1]
+        values = [context.cast(builder, v, t, want) for v, t, want in
+                  zip(cgutils.unpack_tuple(builder, llargs[-1], len(argtys)), star.types,
+                      argtys)]
+        packed = list(cc._get_arg_packer(argtys).as_arguments(builder, values))
+        code = builder.call(callee, [retval, excinfo] + packed)
+        status = cc._get_return_status(builder, code, builder.load(excinfo))
+        with cgutils.if_unlikely(builder, status.is_error):
+            cc.return_status_propagate(builder, status)
+        return context.get_returned_value(builder, resty, builder.load(retval))
+
+    return codegen
+
+
+def _raise_if(exc_class):
+    def raise_if(typingctx, condition):
+        if not isinstance(condition, types.Boolean):
+            return None
+
+        def codegen(context, builder, signature, args):
+            with cgutils.if_unlikely(builder, args[0]):
+                context.call_conv.return_user_exc(builder, exc_class, ())
+            return context.get_dummy_value()
+
+        return types.none(condition), codegen
+
+    return raise_if
+
+
+sg_fail_if = intrinsic(_raise_if(SGRuntimeError))
+sg_fail_if.__doc__ = """``if condition: raise SGRuntimeError()`` in a graph function. numba
+lowers a ``raise`` statement with a release of every array alive at that point (hundreds
+of instructions in a long graph function, for a path that never runs when the inputs
+are right); this returns the error at once, as a kernel's error does (the failing call's
+arrays are not released)."""
+sg_reference_if = intrinsic(_raise_if(SGUseReference))
+sg_reference_if.__doc__ = """``if condition: raise SGUseReference()``, as ``sg_fail_if``."""
+
+
+@intrinsic
+def sg_same_data(typingctx, a, b):
+    """Whether arrays ``a`` and ``b`` start at the same address (a kernel wrote into the
+    buffer it was given): two loads and a compare, where ``a.ctypes.data`` builds a
+    ctypes view of each array."""
+    if not isinstance(a, types.Array) or not isinstance(b, types.Array):
+        return None
+
+    def codegen(context, builder, signature, args):
+        first = context.make_array(signature.args[0])(context, builder, args[0])
+        second = context.make_array(signature.args[1])(context, builder, args[1])
+        return builder.icmp_unsigned("==", builder.ptrtoint(first.data, ir.IntType(64)),
+                                     builder.ptrtoint(second.data, ir.IntType(64)))
+
+    return types.boolean(a, b), codegen
+
+
+@intrinsic
+def sg_slot(typingctx, stack, index, step, first):
+    """``stack[index] if step else first``: where a loop's kernel writes a step output,
+    its slot in the stack (which exists from the second step on) or, at the first step,
+    its own buffer. A view and a select, where a conditional expression in the graph
+    function costs two branches and the reference counting of both arms. ``stack`` is
+    C-contiguous and ``0 <= index < len(stack)`` whenever ``step`` is not 0."""
+    if not (isinstance(stack, types.Array) and isinstance(first, types.Array)
+            and stack.layout == first.layout == "C" and first.ndim == stack.ndim - 1
+            and first.dtype == stack.dtype and isinstance(index, types.Integer)
+            and isinstance(step, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        from numba.np.arrayobj import populate_array
+
+        stack_value, index_value, step_value, first_value = args
+        whole = context.make_array(signature.args[0])(context, builder, stack_value)
+        view = context.make_array(signature.return_type)(context, builder)
+        shape = cgutils.unpack_tuple(builder, whole.shape)
+        strides = cgutils.unpack_tuple(builder, whole.strides)
+        offset = builder.mul(builder.sext(index_value, strides[0].type)
+                             if index_value.type.width < 64 else index_value, strides[0])
+        populate_array(view, data=cgutils.pointer_add(builder, whole.data, offset),
+                       shape=shape[1:], strides=strides[1:], itemsize=whole.itemsize,
+                       meminfo=whole.meminfo, parent=whole.parent)
+        later = builder.icmp_signed("!=", step_value, step_value.type(0))
+        picked = builder.select(later, view._getvalue(), first_value)
+        return impl_ret_borrowed(context, builder, signature.return_type, picked)
+
+    return first(stack, index, step, first), codegen
+
+
+@intrinsic
+def sg_reshape(typingctx, array, shape):
+    """``array.reshape(shape)`` of a C-contiguous array: a view, with numpy's rules (one
+    ``-1`` stands for the rest; the sizes must agree, else SGRuntimeError). numba's own
+    ``reshape`` calls a subroutine that also handles strided arrays; this is a few
+    multiplications and compares in line."""
+    if not (isinstance(array, types.Array) and array.layout == "C"
+            and isinstance(shape, types.BaseTuple) and len(shape) > 0
+            and all(isinstance(t, types.Integer) for t in shape.types)):
+        return None
+    result = array.copy(ndim=len(shape), layout="C")
+
+    def codegen(context, builder, signature, args):
+        from numba.np.arrayobj import populate_array
+
+        whole = context.make_array(signature.args[0])(context, builder, args[0])
+        intp = context.get_value_type(types.intp)
+        dims = [context.cast(builder, d, t, types.intp) for d, t in
+                zip(cgutils.unpack_tuple(builder, args[1]), signature.args[1].types)]
+        one, zero, minus_one = intp(1), intp(0), intp(-1)
+        known, unknowns, bad = one, zero, cgutils.false_bit
+        for d in dims:
+            free = builder.icmp_signed("==", d, minus_one)
+            bad = builder.or_(bad, builder.icmp_signed("<", d, minus_one))
+            unknowns = builder.add(unknowns, builder.zext(free, intp))
+            known = builder.mul(known, builder.select(free, one, d))
+        size = whole.nitems
+        no_known = builder.icmp_signed("==", known, zero)
+        inferred = builder.sdiv(size, builder.select(no_known, one, known))
+        dims = [builder.select(builder.icmp_signed("==", d, minus_one), inferred, d)
+                for d in dims]
+        total = one
+        for d in dims:
+            total = builder.mul(total, d)
+        bad = builder.or_(bad, builder.icmp_signed(">", unknowns, one))
+        bad = builder.or_(bad, builder.and_(builder.icmp_signed("==", unknowns, one), no_known))
+        bad = builder.or_(bad, builder.icmp_signed("!=", total, size))
+        with cgutils.if_unlikely(builder, bad):
+            context.call_conv.return_user_exc(builder, SGRuntimeError, ())
+        strides = [whole.itemsize]
+        for d in reversed(dims[1:]):
+            strides.insert(0, builder.mul(strides[0], d))
+        view = context.make_array(signature.return_type)(context, builder)
+        populate_array(view, data=whole.data, shape=dims, strides=strides,
+                       itemsize=whole.itemsize, meminfo=whole.meminfo, parent=whole.parent)
+        return impl_ret_borrowed(context, builder, signature.return_type, view._getvalue())
+
+    return result(array, shape), codegen
+
+
+@intrinsic
+def sg_cycles(typingctx):
+    """The CPU's cycle counter (for the backend's profiling mode)."""
+    sig = types.int64()
+
+    def codegen(context, builder, signature, args):
+        fn = builder.module.declare_intrinsic("llvm.readcyclecounter", fnty=ir.FunctionType(
+            ir.IntType(64), []))
+        return builder.call(fn, [])
+
+    return sig, codegen
+
+
+@numba.njit(**JIT_OPTIONS)
+def sg_empty(shape, dtype):
+    """``np.empty(shape, dtype)``. Generated code allocates through this so that each
+    (rank, dtype) is compiled once per machine and then loaded from numba's disk cache:
+    numba compiles its own ``np.empty`` afresh in every process, 40-100 ms for each
+    shape type and dtype, several times per cold build."""
+    return np.empty(shape, dtype)
