@@ -181,10 +181,11 @@ def sg_reshape(typingctx, array, shape):
     """``array.reshape(shape)`` of a C-contiguous array: a view, with numpy's rules (one
     ``-1`` stands for the rest; the sizes must agree, else SGRuntimeError). numba's own
     ``reshape`` calls a subroutine that also handles strided arrays; this is a few
-    multiplications and compares in line."""
-    if not (isinstance(array, types.Array) and array.layout == "C"
-            and isinstance(shape, types.BaseTuple) and len(shape) > 0
-            and all(isinstance(t, types.Integer) for t in shape.types)):
+    multiplications and compares in line. The generator passes C-typed arrays; one typed
+    otherwise is checked when it runs (SGRuntimeError unless its elements are in C
+    order)."""
+    if not (isinstance(array, types.Array) and isinstance(shape, types.BaseTuple)
+            and len(shape) > 0 and all(isinstance(t, types.Integer) for t in shape.types)):
         return None
     result = array.copy(ndim=len(shape), layout="C")
 
@@ -213,6 +214,8 @@ def sg_reshape(typingctx, array, shape):
         bad = builder.or_(bad, builder.icmp_signed(">", unknowns, one))
         bad = builder.or_(bad, builder.and_(builder.icmp_signed("==", unknowns, one), no_known))
         bad = builder.or_(bad, builder.icmp_signed("!=", total, size))
+        if signature.args[0].layout != "C":
+            bad = builder.or_(bad, builder.not_(_in_c_order(builder, whole)))
         with cgutils.if_unlikely(builder, bad):
             context.call_conv.return_user_exc(builder, SGRuntimeError, ())
         strides = [whole.itemsize]
@@ -224,6 +227,20 @@ def sg_reshape(typingctx, array, shape):
         return impl_ret_borrowed(context, builder, signature.return_type, view._getvalue())
 
     return result(array, shape), codegen
+
+
+def _in_c_order(builder, array):
+    """Whether ``array``'s elements lie in C order (numpy's C-contiguity: the strides of
+    axes of length 1 do not matter; an empty array is contiguous)."""
+    shape = cgutils.unpack_tuple(builder, array.shape)
+    strides = cgutils.unpack_tuple(builder, array.strides)
+    expected, ok = array.itemsize, cgutils.true_bit
+    for n, stride in zip(reversed(shape), reversed(strides)):
+        fits = builder.or_(builder.icmp_signed("==", n, n.type(1)),
+                           builder.icmp_signed("==", stride, expected))
+        ok = builder.and_(ok, fits)
+        expected = builder.mul(expected, n)
+    return builder.or_(ok, builder.icmp_signed("==", array.nitems, array.nitems.type(0)))
 
 
 @intrinsic

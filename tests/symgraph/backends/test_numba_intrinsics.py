@@ -51,6 +51,25 @@ def test_reshape_of_an_empty_array():
 
 
 @numba.njit
+def _reshape_columns(a, lo, hi, d0, d1):
+    return sg_reshape(a[:, lo:hi], (d0, d1))  # a column slice: typed 'A' by numba
+
+
+def test_reshape_of_a_view_checks_its_order_when_it_runs():
+    """An array not typed C-contiguous is reshaped when its elements are in C order and
+    refused otherwise."""
+    whole = np.arange(24, dtype=np.float32).reshape(4, 6)
+    np.testing.assert_array_equal(_reshape_columns(whole, 0, 6, 3, 8), whole.reshape(3, 8))
+    np.testing.assert_array_equal(_reshape_columns(whole[:1], 1, 5, 2, 2),
+                                  whole[0, 1:5].reshape(2, 2))  # one row: in order
+    np.testing.assert_array_equal(_reshape_columns(whole, 2, 2, 0, 5), np.zeros((0, 5)))
+    with pytest.raises(SGRuntimeError):
+        _reshape_columns(whole, 0, 4, 4, 4)  # rows of 4 out of 6: not in C order
+    with pytest.raises(SGRuntimeError):
+        _reshape2(whole.reshape(-1)[::2], 3, 4)  # every other element
+
+
+@numba.njit
 def _slot(stack, index, step, first):
     return sg_slot(stack, index, step, first)
 
