@@ -41,9 +41,7 @@ def sg_call(typingctx, kernel, site, addresses, *args):
     if not isinstance(site, types.IntegerLiteral):
         return None
     argtys = kernel_argtypes(args)
-    helper.compiling_here(kernel.dispatcher)
-    kernel.dispatcher.compile(argtys)
-    resty = kernel.dispatcher.overloads[argtys].signature.return_type
+    resty = _compiled_here(kernel.dispatcher, argtys)
     star = types.StarArgTuple.from_types(args)
     return resty(kernel, site, addresses, star), _indirect_call(resty, argtys)
 
@@ -61,11 +59,17 @@ def sg_call_as(typingctx, kernel, site, addresses, declared, *args):
     argtys = kernel_argtypes(args)
     resty = declared.instance_type
     if not helper.defer(kernel.dispatcher, argtys):
-        helper.compiling_here(kernel.dispatcher)
-        kernel.dispatcher.compile(argtys)
-        resty = kernel.dispatcher.overloads[argtys].signature.return_type
+        resty = _compiled_here(kernel.dispatcher, argtys)
     star = types.StarArgTuple.from_types(args)
     return resty(kernel, site, addresses, declared, star), _indirect_call(resty, argtys)
+
+
+def _compiled_here(dispatcher, argtys):
+    """Compile ``dispatcher`` for ``argtys`` in this process (after the helper let go of
+    it) and return its result type."""
+    helper.compiling_here(dispatcher)
+    dispatcher.compile(argtys)
+    return dispatcher.overloads[argtys].signature.return_type
 
 
 def kernel_argtypes(args) -> tuple:
@@ -164,8 +168,8 @@ def sg_slot(typingctx, stack, index, step, first):
         view = context.make_array(signature.return_type)(context, builder)
         shape = cgutils.unpack_tuple(builder, whole.shape)
         strides = cgutils.unpack_tuple(builder, whole.strides)
-        offset = builder.mul(builder.sext(index_value, strides[0].type)
-                             if index_value.type.width < 64 else index_value, strides[0])
+        index = context.cast(builder, index_value, signature.args[1], types.intp)
+        offset = builder.mul(index, strides[0])
         populate_array(view, data=cgutils.pointer_add(builder, whole.data, offset),
                        shape=shape[1:], strides=strides[1:], itemsize=whole.itemsize,
                        meminfo=whole.meminfo, parent=whole.parent)
