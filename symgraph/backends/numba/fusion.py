@@ -571,8 +571,7 @@ def group_kernel(group: Group, virtual: set) -> tuple[str, str, list, list]:
         joined = {axis for part, (o, _, axis) in group.joined.items() if o is out}
         out_dims = [f"{blocks[out]} * {d}" if k in joined else d for k, d in enumerate(dims)]
         shape = "(" + ", ".join(out_dims) + ("," if ndim == 1 else "") + ")"
-        differs = " or ".join(f"o{j}.shape[{k}] != {d}" for k, d in enumerate(out_dims))
-        lines.append(f"    if {differs}: o{j} = sg_empty({shape}, {dtype_expr(out.dtype)})")
+        lines.append(f"    o{j} = sg_out(o{j}, {shape})")
     indent = "    "
     for k in range(ndim):
         if k == last:

@@ -24,11 +24,10 @@ def _tuple(items) -> str:
     return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
 
 
-def _realloc(out: str, dims: list[str], dtype: str) -> str:
+def _realloc(out: str, dims: list[str]) -> str:
     if not dims:
         return ""
-    differs = " or ".join(f"{out}.shape[{k}] != {d}" for k, d in enumerate(dims))
-    return f"    if {differs}: {out} = sg_empty({_tuple(dims)}, {dtype_expr(dtype)})"
+    return f"    {out} = sg_out({out}, {_tuple(dims)})"
 
 
 def _loops(dims: list[str], body: list[str], indent: int = 1) -> list[str]:
@@ -104,7 +103,7 @@ def reduce_kernel(kind: str, in_dtype: str, out_dtype: str, ndim: int, axes: tup
     if scalar:
         lines.append(f"    return {dtype_expr(res_dtype)}({result})")
     else:
-        lines.append(_realloc("out", out_dims, res_dtype))
+        lines.append(_realloc("out", out_dims))
         lines.append(f"    src = sg_reshape({result}, ({result}.size,))")
         lines.append("    dst = sg_reshape(out, (out.size,))")
         lines.append(f"    for j in range(dst.size): dst[j] = {dtype_expr(res_dtype)}(src[j])")
@@ -129,7 +128,7 @@ def broadcast_kernel(in_shape: tuple, out_ndim: int, dtype: str) -> tuple[str, s
         subs.append(f"i{k} * s{a}")
     if checks:
         lines.append(f"    if {' or '.join(checks)}: raise SGRuntimeError()")
-    lines.append(_realloc("out", dims, dtype))
+    lines.append(_realloc("out", dims))
     value = f"x[{', '.join(subs)}]" if in_shape else "x"
     lines += _loops(dims, [f"out[{', '.join(f'i{k}' for k in range(out_ndim))}] = {value}"])
     lines.append("    return out")
@@ -148,7 +147,7 @@ def join_kernel(n: int, ndim: int, axis: int, dtype: str) -> tuple[str, str]:
     dims = [total if a == axis else f"x0.shape[{a}]" for a in range(ndim)]
     lines.append(f"    total = {total}")
     dims[axis] = "total"
-    lines.append(_realloc("out", dims, dtype))
+    lines.append(_realloc("out", dims))
     lines.append("    off = 0")
     for j in range(n):
         src = [f"i{a}" for a in range(ndim)]
@@ -215,7 +214,7 @@ def advanced_kernel(idx_shapes: list[tuple], x_ndim: int, dtype: str,
     region = dims + [f"x.shape[{a}]" for a in range(k, x_ndim)]
     if mode == "get":
         params = "x, " + ", ".join(f"i{j}" for j in range(k)) + ", out"
-        lines.append(_realloc("out", region, dtype))
+        lines.append(_realloc("out", region))
         lines.append("    dst = out.reshape((count, rest))")
         lines.append("    src = np.ascontiguousarray(x).reshape((lead, rest))")
     else:

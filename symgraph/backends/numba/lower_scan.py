@@ -105,11 +105,7 @@ def _scan(op, node, ctx):
     # step outputs first: one may be a carry the step received
     for new, name, slot in zip(inner.outputs[op.n_carry:], stacked, slots):
         value = body.ref(new)
-        if new.ndim:
-            body.emit(f"if {t} == 0: {name} = sg_empty(({n},) + {value}.shape, "
-                      f"{dtype_expr(new.dtype)})")
-        else:
-            body.emit(f"if {t} == 0: {name} = sg_empty({n}, {dtype_expr(new.dtype)})")
+        body.emit(f"{name} = sg_stack_for({name}, {n}, {value}, {t})")
         if not new.ndim:
             body.emit(f"{name}[{slot}] = {value}")
             continue

@@ -1,5 +1,6 @@
-"""The intrinsics that keep generated graph functions small (``glue``): reshape
-views, loop slots, same-buffer tests and run-time checks, against numpy's rules."""
+"""The intrinsics that keep generated graph functions and kernels small (``glue``):
+reshape views, loop slots, output buffers, step stacks, same-buffer tests and run-time
+checks, against numpy's rules."""
 
 import numba
 import numpy as np
@@ -7,10 +8,12 @@ import pytest
 
 from symgraph.backends.numba.glue import (
     sg_fail_if,
+    sg_out,
     sg_reference_if,
     sg_reshape,
     sg_same_data,
     sg_slot,
+    sg_stack_for,
 )
 from symgraph.backends.numba.kernels import sg_store
 from symgraph.backends.numba.prelude import SGRuntimeError, SGUseReference
@@ -121,3 +124,72 @@ def test_store_copies_unless_the_value_already_is_the_slot():
     np.testing.assert_array_equal(stack[2], [7.0, 7.0])
     with pytest.raises(SGRuntimeError):
         sg_store(np.zeros(3, np.float32), stack, 0)
+
+
+@numba.njit
+def _out(buffer, d0, d1):
+    return sg_out(buffer, (d0, d1))
+
+
+@numba.njit
+def _fill_outputs(buffer, d0, d1, times):
+    """What a kernel does with its output buffer, ``times`` times over."""
+    total = 0.0
+    for k in range(times):
+        out = sg_out(buffer, (d0, d1))
+        out[...] = k
+        total += out.sum()
+    return out, total
+
+
+def test_out_is_the_buffer_when_its_shape_fits_else_a_new_array():
+    buffer = np.zeros((3, 4), np.float32)
+    same = _out(buffer, 3, 4)
+    assert same.ctypes.data == buffer.ctypes.data
+    for d0, d1 in [(4, 3), (3, 5), (0, 4)]:
+        new = _out(buffer, d0, d1)
+        assert new.shape == (d0, d1) and new.dtype == np.float32 and new.flags.c_contiguous
+        assert new.ctypes.data != buffer.ctypes.data
+    with pytest.raises(SGRuntimeError):
+        _out(buffer, -1, 4)
+
+
+def test_out_keeps_reference_counts_right():
+    """The buffer given back is a new reference and a new array is owned once: both
+    outlive their callers' other references, and repeated calls free what they drop."""
+    buffer = np.zeros((2, 3), np.float32)
+    kept, total = _fill_outputs(buffer, 2, 3, 50)
+    assert kept.ctypes.data == buffer.ctypes.data and total == 6 * sum(range(50))
+    del buffer
+    np.testing.assert_array_equal(kept, np.full((2, 3), 49.0))
+    fresh, total = _fill_outputs(np.zeros((1, 1), np.float64), 4, 5, 50)
+    assert fresh.shape == (4, 5) and fresh.dtype == np.float64 and total == 20 * sum(range(50))
+    np.testing.assert_array_equal(fresh, np.full((4, 5), 49.0))
+
+
+@numba.njit
+def _stacks(length, value, steps):
+    """A loop storing each step's ``value + step`` in a stack made at its first step."""
+    stack = np.empty((0,) + value.shape, value.dtype)
+    for t in range(steps):
+        stack = sg_stack_for(stack, length, value, t)
+        stack[t] = value + t
+    return stack
+
+
+@numba.njit
+def _scalar_stack(length, steps):
+    stack = np.empty(0, np.int64)
+    for t in range(steps):
+        stack = sg_stack_for(stack, length, t, t)
+        stack[t] = 10 * t
+    return stack
+
+
+def test_stack_for_is_made_at_the_first_step_and_kept_after():
+    value = np.arange(6, dtype=np.float32).reshape(2, 3)
+    stack = _stacks(4, value, 4)
+    assert stack.shape == (4, 2, 3) and stack.dtype == np.float32
+    np.testing.assert_array_equal(stack, value + np.arange(4, dtype=np.float32)[:, None, None])
+    np.testing.assert_array_equal(_scalar_stack(3, 3), [0, 10, 20])
+    assert _stacks(5, value, 0).shape == (0, 2, 3)  # no step: the empty stack given
