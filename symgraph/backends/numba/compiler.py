@@ -42,7 +42,7 @@ import numba
 import numpy as np
 from numba import types
 
-from symgraph.backends.numba import allocator, blas, diskcache, fusion, helper, split
+from symgraph.backends.numba import allocator, blas, diskcache, fusion, helper, lower_math, split
 from symgraph.backends.numba.emitter import GraphEmitter, ModuleState, result_of
 from symgraph.backends.numba.glue import kernel_argtypes
 from symgraph.backends.numba.pipeline import GraphCompiler
@@ -109,7 +109,13 @@ def emit_graph(ctx: GraphEmitter, inputs, outputs) -> None:
     virtual |= _shape_only(nodes, clients, out_set, virtual)
     ctx.virtual |= virtual
     ctx.clients = clients
+    pairs = fusion.products_added(steps, clients, out_set)
+    added = {id(group): product for group, product in pairs}
+    folded_products = {id(product) for _, product in pairs}
     for step in steps:
+        if id(step) in folded_products:
+            ctx.comment(step, "  [computed below, with the addition: sg_gemm_add]")
+            continue
         if not isinstance(step, fusion.Group) and all(o in ctx.virtual for o in step.outputs):
             ctx.comment(step, "  [folded into its clients]")
             continue
@@ -120,7 +126,9 @@ def emit_graph(ctx: GraphEmitter, inputs, outputs) -> None:
         slot = ctx.state.profile_slot(step) if PROFILE else None
         if slot is not None:
             ctx.emit("_c0 = sg_cycles()")
-        if isinstance(step, fusion.Group):
+        if id(step) in added:
+            lower_math.emit_gemm_add(ctx, step.members[0], added[id(step)])
+        elif isinstance(step, fusion.Group):
             _emit_group(ctx, step)
         else:
             ctx.comment(step)

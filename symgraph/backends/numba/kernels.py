@@ -19,14 +19,17 @@ import math
 
 import numba
 import numpy as np
-from numba.extending import overload
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic, overload
 
 from symgraph.backends.numba.glue import sg_same_data
 from symgraph.backends.numba.prelude import JIT_OPTIONS, SGRuntimeError, sg_exp32
 
 __all__ = ["sg_arange", "sg_buffer", "sg_copy", "sg_dot_loops", "sg_dot_vec",
            "sg_fill", "sg_store",
-           "sg_gemm", "sg_index", "sg_nll_ids", "sg_scatter", "sg_scatter_into",
+           "sg_gemm", "sg_gemm_add", "sg_index", "sg_nll_ids", "sg_scatter", "sg_scatter_into",
            "sg_shape", "sg_slice", "sg_softmax", "sg_take", "sg_vector", "sg_xent_ids",
            "sg_xent_ids_softmax", "sg_xent_rows"]
 
@@ -183,6 +186,70 @@ def sg_gemm(a, b, out):
     out = sg_buffer(out, (a.shape[0], b.shape[1]))
     np.dot(a, b, out)
     return out
+
+
+@jit
+def sg_gemm_add(a, b, c, out):
+    """``c + a @ b`` for float matrices: ``c`` is copied into ``out`` (unless it is
+    ``out``) and BLAS adds the product to it (beta = 1), where a product kernel and an
+    addition kernel would write and read a temporary (and the addition be one more
+    kernel to compile). ``a`` and ``b`` are C- or F-contiguous."""
+    m, k, n = a.shape[0], a.shape[1], b.shape[1]
+    if b.shape[0] != k or c.shape[0] != m or c.shape[1] != n:
+        raise SGRuntimeError()
+    out = sg_buffer(out, (m, n))
+    if not sg_same_data(out, c):
+        _copy_loops(out, c)
+    if m > 0 and n > 0 and k > 0:
+        _gemm_accumulate(a, b, out)
+    return out
+
+
+@intrinsic
+def _gemm_accumulate(typingctx, a, b, out):
+    """``out += a @ b`` through numba's BLAS entry point (``numba_xxgemm``, scipy's
+    BLAS, as ``np.dot`` calls it, but with beta = 1): ``a`` and ``b`` C- or F-contiguous,
+    ``out`` C-contiguous, of one float dtype, no size 0 (``sg_gemm_add`` checks)."""
+    from numba.np.linalg import ensure_blas
+
+    if not (all(isinstance(t, types.Array) and t.ndim == 2 for t in (a, b, out))
+            and a.dtype == b.dtype == out.dtype
+            and a.dtype in (types.float32, types.float64)
+            and a.layout in ("C", "F") and b.layout in ("C", "F") and out.layout == "C"):
+        return None
+    ensure_blas()
+
+    def codegen(context, builder, signature, args):
+        from numba.np.linalg import check_blas_return, get_blas_kind, make_constant_slot
+
+        char, pointer = ir.IntType(8), ir.IntType(8).as_pointer()
+        intp = context.get_value_type(types.intp)
+        fnty = ir.FunctionType(ir.IntType(32), [char, char, char, intp, intp, intp, pointer,
+                                                pointer, intp, pointer, intp, pointer,
+                                                pointer, intp])
+        gemm = cgutils.get_or_insert_function(builder.module, fnty, "numba_xxgemm")
+        left, right, result = (context.make_array(t)(context, builder, v)
+                                for t, v in zip(signature.args, args))
+        m, k = cgutils.unpack_tuple(builder, left.shape)
+        n = cgutils.unpack_tuple(builder, right.shape)[1]
+        one = builder.bitcast(make_constant_slot(context, builder, a.dtype, 1.0), pointer)
+
+        def operand(array_type, array):  # row-major product = column-major of transposes
+            rows, cols = cgutils.unpack_tuple(builder, array.shape)
+            if array_type.layout == "C":
+                return char(ord("n")), cols, builder.bitcast(array.data, pointer)
+            return char(ord("t")), rows, builder.bitcast(array.data, pointer)
+
+        trans_b, ld_b, data_b = operand(b, right)
+        trans_a, ld_a, data_a = operand(a, left)
+        kind = char(ord(get_blas_kind(a.dtype)))
+        status = builder.call(gemm, (kind, trans_b, trans_a, n, m, k, one, data_b, ld_b,
+                                     data_a, ld_a, one, builder.bitcast(result.data, pointer),
+                                     n))
+        check_blas_return(context, builder, status)
+        return context.get_dummy_value()
+
+    return types.none(a, b, out), codegen
 
 
 @jit

@@ -26,10 +26,25 @@ def _dot(op, node, ctx):
             return ctx.bind(out, ctx.call("sg_dot_loops", [ctx.ref(a), ctx.ref(b),
                                                            ctx.buffer(out)]))
         return ctx.fallback(node)
-    operands = [ctx.ref(v) if ctx.layout(v) in "CF" else contiguous(ctx, v) for v in (a, b)]
+    operands = _blas_operands(ctx, a, b)
     if a.ndim == 2 and b.ndim == 2:
         return ctx.bind(out, ctx.call("sg_gemm", operands + [ctx.buffer(out)], result_of(out)))
     ctx.bind(out, ctx.call("sg_dot_vec", operands))
+
+
+def _blas_operands(ctx, *variables) -> list[str]:
+    return [ctx.ref(v) if ctx.layout(v) in "CF" else contiguous(ctx, v) for v in variables]
+
+
+def emit_gemm_add(ctx, addition, product_node) -> None:
+    """``c + a @ b`` as one ``sg_gemm_add`` call: the addition node ``addition`` of a
+    matrix ``c`` and the output of the float product ``product_node``, which only the
+    addition reads (``fusion.products_added``)."""
+    product, out = product_node.outputs[0], addition.outputs[0]
+    other = addition.inputs[1] if addition.inputs[0] is product else addition.inputs[0]
+    ctx.comment(addition, "  [with the product above: sg_gemm_add]")
+    args = _blas_operands(ctx, *product_node.inputs) + [ctx.ref(other), ctx.buffer(out)]
+    ctx.bind(out, ctx.call("sg_gemm_add", args, result_of(out)))
 
 
 # ---- reductions ---------------------------------------------------------------------------
