@@ -189,17 +189,31 @@ def sg_gemm(a, b, out):
 
 
 @jit
-def sg_gemm_add(a, b, c, out):
+def sg_gemm_add(a, b, c, repeat_rows, repeat_columns, out):
     """``c + a @ b`` for float matrices: ``c`` is copied into ``out`` (unless it is
     ``out``) and BLAS adds the product to it (beta = 1), where a product kernel and an
     addition kernel would write and read a temporary (and the addition be one more
-    kernel to compile). ``a`` and ``b`` are C- or F-contiguous."""
+    kernel to compile). ``c`` has the product's shape, or length 1 along an axis where
+    it broadcasts (``repeat_rows`` / ``repeat_columns``: its static length is 1, as
+    a bias row's). ``a`` and ``b`` are C- or F-contiguous."""
     m, k, n = a.shape[0], a.shape[1], b.shape[1]
-    if b.shape[0] != k or c.shape[0] != m or c.shape[1] != n:
+    rows, columns = c.shape[0], c.shape[1]
+    if (b.shape[0] != k or (rows != m and not (repeat_rows and rows == 1))
+            or (columns != n and not (repeat_columns and columns == 1))):
         raise SGRuntimeError()
     out = sg_buffer(out, (m, n))
-    if not sg_same_data(out, c):
-        _copy_loops(out, c)
+    if rows == m and columns == n:
+        if not sg_same_data(out, c):
+            _copy_loops(out, c)
+    else:
+        for i in range(m):
+            row = c[0 if rows == 1 else i]
+            if columns == n:
+                for j in range(n):
+                    out[i, j] = row[j]
+            else:
+                for j in range(n):
+                    out[i, j] = row[0]
     if m > 0 and n > 0 and k > 0:
         _gemm_accumulate(a, b, out)
     return out

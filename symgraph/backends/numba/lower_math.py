@@ -38,12 +38,15 @@ def _blas_operands(ctx, *variables) -> list[str]:
 
 def emit_gemm_add(ctx, addition, product_node) -> None:
     """``c + a @ b`` as one ``sg_gemm_add`` call: the addition node ``addition`` of a
-    matrix ``c`` and the output of the float product ``product_node``, which only the
-    addition reads (``fusion.products_added``)."""
+    matrix ``c`` (broadcast along its axes of static length 1) and the output of the
+    float product ``product_node``, which only the addition reads
+    (``fusion.products_added``)."""
     product, out = product_node.outputs[0], addition.outputs[0]
     other = addition.inputs[1] if addition.inputs[0] is product else addition.inputs[0]
     ctx.comment(addition, "  [with the product above: sg_gemm_add]")
-    args = _blas_operands(ctx, *product_node.inputs) + [ctx.ref(other), ctx.buffer(out)]
+    repeats = [str(b) for b in other.type.broadcastable]
+    args = (_blas_operands(ctx, *product_node.inputs) + [ctx.ref(other)] + repeats
+            + [ctx.buffer(out)])
     ctx.bind(out, ctx.call("sg_gemm_add", args, result_of(out)))
 
 

@@ -215,48 +215,57 @@ def test_dot(dtype, m, k, n, seed):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @given(m=st.integers(0, 5), k=st.integers(0, 6), n=st.integers(1, 5), seed=st.integers(0, 9))
 def test_matrix_plus_product_is_one_blas_call(dtype, m, k, n, seed):
-    """``c + a @ b`` (either order, transposed operands) becomes one ``sg_gemm_add`` call
-    when nothing else reads the product and nothing broadcasts; a broadcast row or a
-    product read twice keeps the product and the addition apart. All agree with the
-    reference, empty sizes included."""
-    def build():
-        a, b, c = (T.tensor(dtype, (None, None), name=x) for x in "abc")
-        row = T.tensor(dtype, (1, None), name="row")
-        shared = T.dot(b.T, a.T)  # (n, m): read by an addition and a product
-        outs = [c + T.dot(a, b), (T.dot(c.T, a) + b.T).T, row + T.dot(a * 2, b),
-                c.T + shared, shared * 2]
-        return [a, b, c, row], outs
+    """``c + a @ b`` (either order, transposed operands, ``c`` a broadcast row or column)
+    becomes one ``sg_gemm_add`` call when nothing else reads the product; a product read
+    twice stays apart from its addition. All agree with the reference, empty sizes
+    included."""
+    shapes = {"c": "mn", "d": "mn", "e": "mk", "f": "kn", "row": "1n", "column": "m"}
+    shapes.update({f"a{j}": "mk" for j in range(4)} | {f"b{j}": "kn" for j in range(4)})
+
+    def build():  # no two products share an operand (merge_gemm would join them)
+        x = {name: T.tensor(dtype, tuple(1 if d == "1" else None for d in dims), name=name)
+             for name, dims in shapes.items()}
+        shared = T.dot(x["a3"], x["b3"])  # read by an addition and a product
+        outs = [x["c"] + T.dot(x["a0"], x["b0"]),
+                (T.dot(x["c"].T, x["e"]) + x["f"].T).T,
+                x["row"] + T.dot(x["a1"] * 2, x["b1"]),
+                T.dot(x["a2"], x["b2"]) + x["column"].dimshuffle(0, "x"),
+                x["d"] + shared, shared * 2]
+        return list(x.values()), outs
 
     fns = compiled(("gemm_add", dtype), build)
     main = fns[0].__source__.split("\n\n")[0]
-    assert main.count("sg_call_as(sg_gemm_add,") == 2
-    assert main.count("sg_call_as(sg_gemm,") == 2
-    run_both(fns, values((m, k), dtype, seed), values((k, n), dtype, seed + 1),
-             values((m, n), dtype, seed + 2), values((1, n), dtype, seed + 3),
-             rtol=1e-5, atol=1e-5)
+    assert main.count("sg_call_as(sg_gemm_add,") == 4
+    assert main.count("sg_call_as(sg_gemm,") == 1
+    sizes = {"m": m, "k": k, "n": n, "1": 1}
+    run_both(fns, *(values(tuple(sizes[d] for d in dims), dtype, seed + j)
+                    for j, dims in enumerate(shapes.values())), rtol=1e-5, atol=1e-5)
 
 
-def test_matrix_plus_product_kernel_layouts_and_in_place():
-    """The kernel itself: C and F operands give ``c + a @ b``; with ``out`` being ``c``
-    BLAS accumulates in place; mismatched sizes raise."""
+def test_matrix_plus_product_kernel_layouts_broadcasts_and_in_place():
+    """The kernel itself: C and F operands give ``c + a @ b``; a row or column repeats
+    only where its flag allows; with ``out`` being ``c`` BLAS accumulates in place;
+    mismatched sizes raise."""
     from symgraph.backends.numba.kernels import sg_gemm_add
     from symgraph.backends.numba.prelude import SGRuntimeError
 
     a, b, c = (values(shape, "float32", seed) for seed, shape in enumerate([(4, 3), (3, 5),
                                                                           (4, 5)]))
-    want = c + a @ b
+    want, tol = c + a @ b, {"rtol": 1e-5, "atol": 1e-5}
     empty = np.empty((0, 0), np.float32)
     for left in (a, np.asfortranarray(a)):
         for right in (b, np.asfortranarray(b)):
-            assert_same(sg_gemm_add(left, right, c, empty), want, rtol=1e-5, atol=1e-5)
+            assert_same(sg_gemm_add(left, right, c, False, False, empty), want, **tol)
+    assert_same(sg_gemm_add(a, b, c[:1], True, False, empty), c[:1] + a @ b, **tol)
+    assert_same(sg_gemm_add(a, b, c[:, :1], False, True, empty), c[:, :1] + a @ b, **tol)
+    assert_same(sg_gemm_add(a, b, c[:1, :1], True, True, empty), c[:1, :1] + a @ b, **tol)
     target = c.copy()
-    result = sg_gemm_add(a, b, target, target)
+    result = sg_gemm_add(a, b, target, False, False, target)
     assert result.ctypes.data == target.ctypes.data
-    assert_same(target, want, rtol=1e-5, atol=1e-5)
-    with pytest.raises(SGRuntimeError):
-        sg_gemm_add(a, b, c[:3], empty)
-    with pytest.raises(SGRuntimeError):
-        sg_gemm_add(a, b[:2], c, empty)
+    assert_same(target, want, **tol)
+    for bad in [(b, c[:3], True), (b, c[:1], False), (b[:2], c, False)]:
+        with pytest.raises(SGRuntimeError):
+            sg_gemm_add(a, bad[0], bad[1], bad[2], False, empty)
 
 
 # ---- shapes, allocation, joins --------------------------------------------------------------
