@@ -20,7 +20,7 @@ import math
 import os
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -38,6 +38,10 @@ __all__ = [
     "Result",
     "flops_per_position",
     "measure",
+    "start",
+    "timed_window",
+    "finish",
+    "Session",
     "measure_blas_peak",
     "ForeignLoad",
     "wait_for_idle",
@@ -124,6 +128,8 @@ class Result:
     clean_windows: int | None = None
     contended: bool | None = None
     error: str | None = None
+    #: ``--interleave``: per round, this system's window tokens/s over PyTorch's
+    round_ratios: list[float] | None = None
 
     def record(self) -> dict:
         """JSON-friendly dict."""
@@ -243,12 +249,51 @@ def measure(
     window, and ``loss_fell`` whether it is lower (and finite). ``peak_fraction`` is the
     median window's analytic GEMM FLOP rate (:func:`flops_per_position` times computed
     positions, padding included) over `peak_gflops`. Total time is about `budget_s`
-    unless compilation alone exceeds it.
+    unless compilation alone exceeds it. (Steps 1-3 are :func:`start`, each window
+    :func:`timed_window`, the statistics :func:`finish`: ``benchmarks.interleave`` runs
+    the windows of several systems in turns.)
     """
+    session = start(name, factory, data, budget_s, windows, min_window_s, min_warmup_steps,
+                    log)
+    deadline = None
+    while True:
+        timed_window(session)
+        clean = [w for w in session.wins if w.clean(contention)]
+        if len(session.wins) == windows:
+            deadline = time.perf_counter() + patience_s
+        if len(session.wins) >= windows and (len(clean) >= windows
+                                             or time.perf_counter() >= deadline):
+            break
+    return finish(session, peak_gflops, windows, contention)
+
+
+@dataclass
+class Session:
+    """A system built, its first step and warm-up done: ready for timed windows of
+    ``target_s`` seconds (``wins``: those run so far)."""
+
+    res: Result
+    trainer: Trainer
+    batches: Iterator[Batch]
+    fpp: float
+    target_s: float
+    wins: list = field(default_factory=list)
+
+
+def start(
+    name: str,
+    factory: Factory,
+    data: Dataset,
+    budget_s: float = 20.0,
+    windows: int = 5,
+    min_window_s: float = 0.5,
+    min_warmup_steps: int = 3,
+    log: Callable[[str], None] | None = None,
+) -> Session:
+    """Steps 1-3 of :func:`measure`: build, first step, warm-up."""
     wl = data.workload
     res = Result(workload=wl.name, system=name, loadavg=list(os.getloadavg()))
     say = log or (lambda s: None)
-    fpp = flops_per_position(wl, data.vocab_size)
     t_start = time.perf_counter()
     trainer = factory(wl, data)
     res.build_s = time.perf_counter() - t_start
@@ -281,15 +326,21 @@ def measure(
 
     remaining = budget_s - (time.perf_counter() - t_start)
     target = max(min_window_s, remaining / windows)
-    wins: list[_Window] = []
-    deadline = None
-    while True:
-        wins.append(_window(trainer, batches, target, fpp))
-        clean = [w for w in wins if w.clean(contention)]
-        if len(wins) == windows:
-            deadline = time.perf_counter() + patience_s
-        if len(wins) >= windows and (len(clean) >= windows or time.perf_counter() >= deadline):
-            break
+    return Session(res, trainer, batches, flops_per_position(wl, data.vocab_size), target)
+
+
+def timed_window(session: Session) -> _Window:
+    """One more timed window of ``session``."""
+    window = _window(session.trainer, session.batches, session.target_s, session.fpp)
+    session.wins.append(window)
+    return window
+
+
+def finish(session: Session, peak_gflops: float | None = None, windows: int = 5,
+           contention: float = 0.25) -> Result:
+    """The :class:`Result` of ``session``'s windows (see :func:`measure`)."""
+    res, wins = session.res, session.wins
+    clean = [w for w in wins if w.clean(contention)]
     used = clean if len(clean) >= min(3, windows) else wins
     res.contended = used is wins and len(clean) < len(wins)
     res.steps += sum(w.steps for w in wins)

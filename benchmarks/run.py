@@ -4,6 +4,7 @@
 
     python -m benchmarks.run [--workload NAME ...] [--backends numpy,numba,cuda]
                              [--peers torch,jax] [--json PATH] [--budget SECONDS]
+                             [--interleave]
 
 Runs every named workload (all by default) on the symgraph backends (systems
 ``symgraph-<backend>``) and the peers, prints a table, and with ``--json`` writes a list of
@@ -16,7 +17,10 @@ every system. By default each (workload, system) is measured in a fresh subproce
 receives the pickled dataset, so every compile time is a cold first step and no thread
 pool or allocator state leaks from one system into the next; ``--same-process`` measures
 everything in this process instead (on a quiet machine both gave the same tokens/s within
-noise, e.g. torch after jax in one process: ptb-small 6.2k, char-512 14.4k).
+noise, e.g. torch after jax in one process: ptb-small 6.2k, char-512 14.4k);
+``--interleave`` builds each system in its own process too, then runs their timed windows
+in turns, so that a ratio compares systems that met the same machine
+(:mod:`benchmarks.interleave`).
 
 Shared machines: other processes on the cores slow PyTorch down badly (its OpenMP threads
 wait at barriers for a descheduled sibling: measured 1-2k tokens/s instead of 6-14k while
@@ -50,12 +54,13 @@ from benchmarks.harness import (
     measure_blas_peak,
     wait_for_idle,
 )
+from benchmarks.interleave import measure_interleaved
 from benchmarks.workloads import WORKLOADS, get_workload
 
-__all__ = ["main", "machine_info", "format_table"]
+__all__ = ["main", "machine_info", "format_table", "load_symgraph_systems"]
 
 
-def _load_symgraph_systems() -> None:
+def load_symgraph_systems() -> None:
     try:
         from benchmarks import symgraph_systems
 
@@ -214,6 +219,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="extra seconds per (workload, system) to re-measure windows that other "
         "processes disturbed (default 0)",
     )
+    p.add_argument(
+        "--interleave",
+        action="store_true",
+        help="build each system of a workload in its own process, then run their timed "
+        "windows in turns (A B, B A, ...), so that both see the same machine; records "
+        "keep the per-round ratios (benchmarks.interleave)",
+    )
     p.add_argument("--child", metavar="JOB", help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -251,7 +263,7 @@ def _measure_child(name: str, data: Dataset, opts: dict, timeout: float) -> Resu
 
 def _child(job_path: str) -> int:
     job = pickle.loads(Path(job_path).read_bytes())
-    _load_symgraph_systems()
+    load_symgraph_systems()
     r = _measure_here(job["name"], job["data"], job["opts"])
     rec = {"skip": r} if isinstance(r, str) else r.record()
     Path(job_path).with_suffix(".json").write_text(json.dumps(rec))
@@ -263,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.child:
         return _child(args.child)
-    _load_symgraph_systems()
+    load_symgraph_systems()
     workloads = [get_workload(n) for n in (args.workload or list(WORKLOADS))]
     systems = [f"symgraph-{b}" for b in _split(args.backends)] + _split(args.peers)
     if args.wait_idle > 0:
@@ -284,13 +296,16 @@ def main(argv: list[str] | None = None) -> int:
     for wl in workloads:
         data = prepare(wl)
         print(data.summary())
+        measured = measure_interleaved(systems, data, opts) if args.interleave else {}
         for name in systems:
-            if args.wait_idle > 0 and name in SYSTEMS:
+            if args.wait_idle > 0 and name in SYSTEMS and not args.interleave:
                 load = wait_for_idle(args.wait_idle)
                 if load >= 0.3:
                     print(f"  note: other processes still use {load:.1f} cores")
             if name not in SYSTEMS:
                 r = "not registered"
+            elif args.interleave:
+                r = measured.get(name, "not measured")
             elif args.same_process:
                 r = _measure_here(name, data, opts)
             else:
