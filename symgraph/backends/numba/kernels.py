@@ -27,10 +27,10 @@ from numba.extending import intrinsic, overload
 from symgraph.backends.numba.glue import sg_same_data
 from symgraph.backends.numba.prelude import JIT_OPTIONS, SGRuntimeError, sg_exp32
 
-__all__ = ["sg_arange", "sg_buffer", "sg_copy", "sg_dot_loops", "sg_dot_vec",
-           "sg_fill", "sg_store",
-           "sg_gemm", "sg_gemm_add", "sg_index", "sg_nll_ids", "sg_scatter", "sg_scatter_into",
-           "sg_shape", "sg_slice", "sg_softmax", "sg_take", "sg_vector", "sg_xent_ids",
+__all__ = ["sg_arange", "sg_buffer", "sg_copy", "sg_dot_loops", "sg_dot_vec", "sg_fill",
+           "sg_gemm", "sg_gemm_add", "sg_index", "sg_nll_ids", "sg_scatter",
+           "sg_scatter_into", "sg_shape", "sg_slice", "sg_softmax", "sg_store",
+           "sg_sum_all", "sg_sum_rows", "sg_take", "sg_vector", "sg_xent_ids",
            "sg_xent_ids_softmax", "sg_xent_rows"]
 
 jit = numba.njit(**JIT_OPTIONS)
@@ -289,6 +289,45 @@ def sg_dot_vec(a, b):
     if a.shape[a.ndim - 1] != b.shape[0]:
         raise SGRuntimeError()
     return np.dot(a, b)
+
+
+# ---- sums ----------------------------------------------------------------------------------
+# The reductions of nearly every gradient (bias gradients, the loss): in the library, so
+# that a build compiles none of them. The same loops and float64 accumulation, in the same
+# order, as the generated reduction kernels (``gen.reduce_kernel``).
+
+@jit
+def sg_sum_rows(x, out):
+    """``x.sum(axis=0)`` of a float matrix, accumulated in float64 row after row."""
+    n = x.shape[1]
+    acc = np.zeros(n, np.float64)
+    for i in range(x.shape[0]):
+        for j in range(n):
+            acc[j] += x[i, j]
+    out = sg_buffer(out, (n,))
+    for j in range(n):
+        out[j] = acc[j]
+    return out
+
+
+@jit
+def sg_sum_all(x, like):
+    """The sum of all of a float array's elements, accumulated in float64 in C order,
+    as ``like``'s dtype."""
+    acc = 0.0
+    for v in x.flat:
+        acc += v
+    return _cast_like(like, acc)
+
+
+def _cast_like(array, value):  # pragma: no cover - replaced by the overload below
+    raise NotImplementedError
+
+
+@overload(_cast_like, jit_options={"error_model": "numpy"})
+def _cast_like_overload(array, value):
+    dtype = array.dtype
+    return lambda array, value: dtype(value)
 
 
 # ---- softmax family ---------------------------------------------------------------------

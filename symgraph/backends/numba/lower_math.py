@@ -58,8 +58,8 @@ def _emit_reduce(ctx, node, kind, axes, keepdims, arg) -> None:
     (x,), (out,) = node.inputs, node.outputs
     if x.ndim == 0:
         return ctx.alias(out, "np.int64(0)" if arg else ctx.ref(x), "C")
-    name = ctx.kernel(*gen.reduce_kernel(kind, x.dtype, out.dtype, x.ndim, tuple(axes),
-                                         False, arg))
+    name = _library_sum(kind, x, out, tuple(axes), arg) or ctx.kernel(*gen.reduce_kernel(
+        kind, x.dtype, out.dtype, x.ndim, tuple(axes), False, arg))
     kept = [a for a in range(x.ndim) if a not in axes]
     result = [("int64" if arg else out.dtype, len(kept))]
     if not keepdims or len(kept) == out.ndim:
@@ -72,6 +72,16 @@ def _emit_reduce(ctx, node, kind, axes, keepdims, arg) -> None:
     reduced = ctx.call(name, [ctx.ref(x), ctx.state.dummy(len(kept), out.dtype)], result)
     dims = ", ".join("1" if a in axes else f"{ctx.ref(x)}.shape[{a}]" for a in range(x.ndim))
     ctx.bind(out, f"sg_reshape({reduced}, ({dims},))", "C")
+
+
+def _library_sum(kind, x, out, axes, arg) -> str | None:
+    """The library kernel for a float sum over all axes or over a matrix's rows, if it is
+    one (the generated kernel otherwise)."""
+    if kind != "sum" or arg or x.dtype not in _FLOATS or out.dtype != x.dtype:
+        return None
+    if len(axes) == x.ndim:
+        return "sg_sum_all"
+    return "sg_sum_rows" if x.ndim == 2 and axes == (0,) else None
 
 
 @lower.register(Reduce)

@@ -194,6 +194,23 @@ def test_reductions(dtype, shape, seed):
     run_both(fns, values(shape, dtype, seed), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@given(m=st.integers(0, 5), n=st.integers(0, 5), seed=st.integers(0, 99))
+def test_common_sums_use_the_library_kernels(dtype, m, n, seed):
+    """A float matrix's column sums and any float array's total (bias gradients, losses)
+    are library kernels, not generated ones; transposed and empty inputs included."""
+    def build():
+        x = T.tensor(dtype, (None, None), name="x")
+        return [x], [x.sum(0), x.T.sum(0), x.sum(0, keepdims=True), x.sum(), x.T.sum(),
+                     (x * 2).sum(), x.sum(1)]
+
+    fns = compiled(("library_sums", dtype), build)
+    main = fns[0].__source__.split("\n\n")[0]
+    assert main.count("sg_call_as(sg_sum_rows,") == 3
+    assert main.count("sg_call_as(sg_sum_all,") == 3
+    run_both(fns, values((m, n), dtype, seed), rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64", "int64"])
 @given(m=st.integers(1, 5), k=st.integers(0, 6), n=st.integers(1, 5), seed=st.integers(0, 9))
 def test_dot(dtype, m, k, n, seed):
