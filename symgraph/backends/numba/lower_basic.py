@@ -130,9 +130,11 @@ def _alloc(op, node, ctx):
     if out.ndim == 0:
         return ctx.alias(out, ctx.ref(value), "C")
     refs = [ctx.ref(d) for d in dims]
-    if value.ndim == 0:
-        return ctx.bind(out, ctx.call("sg_fill", [ctx.buffer(out), _tuple(refs),
-                                                  ctx.ref(value)], result_of(out)))
+    if all(s == 1 for s in value.type.shape):  # one element: a fill (a library kernel)
+        element = f"{ctx.ref(value)}[{', '.join('0' * value.ndim)}]" if value.ndim else ctx.ref(
+            value)
+        return ctx.bind(out, ctx.call("sg_fill", [ctx.buffer(out), _tuple(refs), element],
+                                      result_of(out)))
     name = ctx.kernel(*gen.broadcast_kernel(value.type.shape, out.ndim, out.dtype))
     ctx.bind(out, ctx.call(name, [ctx.ref(value)] + refs + [ctx.buffer(out)],
                            result_of(out)))

@@ -297,11 +297,15 @@ def test_shape_ops():
             T.concatenate([x, 2 * x], axis=0), T.concatenate([x, x, x], axis=1),
             T.stack([v, v * 2]), T.zeros((x.shape[0], 2)), T.ones_like(x), T.alloc(v, 3, 4),
             T.arange(x.shape[0] + 2), T.arange(1.0, 2.0, 0.25), x.shape[1] * x,
-            T.zeros_like(v) + v, T.specify_shape(v, (4,)), x3.flatten(2), x3.shape.vector]
+            T.zeros_like(v) + v, T.specify_shape(v, (4,)), x3.flatten(2), x3.shape.vector,
+            T.alloc(x.sum(keepdims=True), x.shape[1], 3)]  # one element: a library fill
 
     rng = np.random.default_rng(0)
-    run_both(compiled("shape", build), rng.random((3, 4)).astype("float32"),
-             rng.random(4).astype("float32"), rng.random((2, 3, 4)).astype("float32"))
+    fns = compiled("shape", build)
+    run_both(fns, rng.random((3, 4)).astype("float32"), rng.random(4).astype("float32"),
+             rng.random((2, 3, 4)).astype("float32"))
+    assert re.search(r"sg_fill, \d+, _kp, _rt\d+, _e2_float32, \(v\d+\.shape\[1\], "
+                     r"np\.int64\(3\)\), v\d+\[0, 0\]\)", fns[0].__source__)
 
 
 # ---- indexing ------------------------------------------------------------------------------
