@@ -195,7 +195,7 @@ def sg_gemm_add(a, b, c, repeat_rows, repeat_columns, out):
     addition kernel would write and read a temporary (and the addition be one more
     kernel to compile). ``c`` has the product's shape, or length 1 along an axis where
     it broadcasts (``repeat_rows`` / ``repeat_columns``: its static length is 1, as
-    a bias row's). ``a`` and ``b`` are C- or F-contiguous."""
+    a bias row's). ``a`` and ``b`` are best C- or F-contiguous (others are copied)."""
     m, k, n = a.shape[0], a.shape[1], b.shape[1]
     rows, columns = c.shape[0], c.shape[1]
     if (b.shape[0] != k or (rows != m and not (repeat_rows and rows == 1))
@@ -215,8 +215,21 @@ def sg_gemm_add(a, b, c, repeat_rows, repeat_columns, out):
                 for j in range(n):
                     out[i, j] = row[0]
     if m > 0 and n > 0 and k > 0:
-        _gemm_accumulate(a, b, out)
+        _gemm_accumulate(_blas_ready(a), _blas_ready(b), out)
     return out
+
+
+def _blas_ready(x):  # pragma: no cover - replaced by the overload below
+    raise NotImplementedError
+
+
+@overload(_blas_ready, jit_options={"error_model": "numpy"})
+def _blas_ready_overload(x):
+    """``x`` when numba types it C- or F-contiguous, else a C-contiguous copy (so that a
+    caller's wrong belief about a layout costs a copy, not a typing error)."""
+    if x.layout in ("C", "F"):
+        return lambda x: x
+    return lambda x: np.ascontiguousarray(x)
 
 
 @intrinsic

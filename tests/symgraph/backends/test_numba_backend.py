@@ -270,7 +270,9 @@ def test_matrix_plus_product_kernel_layouts_broadcasts_and_in_place():
                                                                           (4, 5)]))
     want, tol = c + a @ b, {"rtol": 1e-5, "atol": 1e-5}
     empty = np.empty((0, 0), np.float32)
-    for left in (a, np.asfortranarray(a)):
+    strided = np.zeros((8, 3), np.float32)[::2]  # neither C- nor F-contiguous: copied
+    strided[...] = a
+    for left in (a, np.asfortranarray(a), strided):
         for right in (b, np.asfortranarray(b)):
             assert_same(sg_gemm_add(left, right, c, False, False, empty), want, **tol)
     assert_same(sg_gemm_add(a, b, c[:1], True, False, empty), c[:1] + a @ b, **tol)
