@@ -1,5 +1,6 @@
 """``sum_of_squares``: ``sum(x * x)`` over every axis as one dot product, against the
-unrewritten graph; partial sums are left alone."""
+unrewritten graph; partial sums are left alone. ``reduce_over_unit_axes``: reductions
+along axes of static length 1 are dropped, against the unrewritten graph."""
 
 import numpy as np
 import pytest
@@ -39,3 +40,25 @@ def test_partial_sums_and_other_products_are_left_alone():
     np.testing.assert_allclose(got[0], (a * a).sum(axis=0))
     np.testing.assert_allclose(got[1], a.sum())
     assert got[2].shape == (1, 1)
+
+
+@pytest.mark.parametrize("mode", ["numpy", "numba"])
+def test_reductions_over_unit_axes_are_dropped(mode):
+    x = T.tensor("float32", (None, 1, None), name="x")
+    flags = T.tensor("bool", (1, None), name="flags")
+    outputs = [x.sum(axis=1), x.max(axis=1, keepdims=True), x.sum(axis=(0, 1)),
+               x.prod(axis=(1, 2), keepdims=True), x.min(axis=(1, 2)),
+               flags.sum(axis=0)]  # bool -> int64: a real sum, left alone
+    rewritten = sg.function([x, flags], outputs, mode=mode)
+    plain = sg.function([x, flags], outputs,
+                        mode=sg.Mode(mode, exclude=["reduce_over_unit_axes"]))
+    reduces = [n.op for n in rewritten.fgraph.toposort() if isinstance(n.op, Reduce)]
+    assert sorted((op.kind, op.axes, op.keepdims) for op in reduces) == [
+        ("min", (1,), False), ("prod", (2,), True), ("sum", (0,), False),
+        ("sum", (0,), False)]  # the sum and max over axis 1 alone are gone
+    assert ops_of(plain).count(Reduce) == 6
+    rng = np.random.default_rng(1)
+    values = rng.normal(size=(3, 1, 4)).astype("float32"), rng.random((1, 5)) > 0.5
+    for a, b in zip(rewritten(*values), plain(*values)):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=1e-6)
