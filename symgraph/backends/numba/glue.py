@@ -183,11 +183,11 @@ def sg_slot(typingctx, stack, index, step, first):
 @intrinsic
 def sg_out(typingctx, buffer, shape):
     """The array a kernel writes an output of ``shape`` into: ``buffer`` when it has that
-    shape, else a new C array (``buffer``'s dtype). The branch and the allocation are a
-    few instructions here; written in the kernel as ``if ...: out = sg_empty(...)`` they
-    made numba merge two arrays in one variable, which cost the two LSTM step kernels
-    0.1-0.2 s of compile time each."""
-    if not (isinstance(buffer, types.Array) and buffer.layout == "C"
+    shape, else a new C array (``buffer``'s dtype; ``buffer`` typed C or A). The branch
+    and the allocation are a few instructions here; written in the kernel as
+    ``if ...: out = sg_empty(...)`` they made numba merge two arrays in one variable,
+    which cost the two LSTM step kernels 0.1-0.2 s of compile time each."""
+    if not (isinstance(buffer, types.Array) and buffer.layout in ("C", "A")
             and isinstance(shape, types.BaseTuple) and len(shape) == buffer.ndim
             and all(isinstance(t, types.Integer) for t in shape.types)):
         return None

@@ -6,8 +6,9 @@ compiled with ``cache=True``, so a specialisation compiled once is loaded from n
 disk cache by later processes. Every kernel that produces an array takes an ``out``
 buffer and returns the array it wrote: ``out`` itself when its shape is right (a
 preallocated per-step buffer inside a compiled scan), else a fresh array (top-level code
-passes an empty placeholder). A failed check raises :class:`SGRuntimeError`; the runner
-then reproduces the reference interpreter's error.
+passes an empty placeholder), through ``glue.sg_out`` as generated kernels do. A failed
+check raises :class:`SGRuntimeError`; the runner then reproduces the reference
+interpreter's error.
 
 They avoid numba features that are slow to compile (array-to-array assignment and
 ``np.broadcast_to`` pull in error-message formatting that took 3 s to compile).
@@ -24,10 +25,10 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
-from symgraph.backends.numba.glue import sg_same_data
+from symgraph.backends.numba.glue import sg_out, sg_same_data
 from symgraph.backends.numba.prelude import JIT_OPTIONS, SGRuntimeError, sg_exp32
 
-__all__ = ["sg_arange", "sg_buffer", "sg_copy", "sg_dot_loops", "sg_dot_vec", "sg_fill",
+__all__ = ["sg_arange", "sg_copy", "sg_dot_loops", "sg_dot_vec", "sg_fill",
            "sg_gemm", "sg_gemm_add", "sg_index", "sg_nll_ids", "sg_scatter",
            "sg_scatter_into", "sg_shape", "sg_slice", "sg_softmax", "sg_store",
            "sg_sum_all", "sg_sum_rows", "sg_take", "sg_vector", "sg_xent_ids",
@@ -86,17 +87,9 @@ def _same(a, b):
 
 
 @jit
-def sg_buffer(out, shape):
-    """``out`` when it has ``shape``, else a new array of ``out``'s dtype."""
-    if not _same(out.shape, shape):
-        return np.empty(shape, out.dtype)
-    return out
-
-
-@jit
 def sg_copy(x, out):
     """A C-contiguous copy of ``x`` (into ``out`` when it fits)."""
-    out = sg_buffer(out, x.shape)
+    out = sg_out(out, x.shape)
     _copy_loops(out, x)
     return out
 
@@ -117,7 +110,7 @@ def sg_store(x, stack, index):
 @jit
 def sg_fill(out, shape, value):
     """An array of ``shape`` filled with the scalar ``value``."""
-    out = sg_buffer(out, shape)
+    out = sg_out(out, shape)
     flat = out.reshape(out.size)
     for i in range(flat.size):
         flat[i] = value
@@ -136,7 +129,7 @@ def sg_shape(x):
 @jit
 def sg_vector(values, out):
     """A vector from a tuple of scalars."""
-    out = sg_buffer(out, (len(values),))
+    out = sg_out(out, (len(values),))
     for k in range(len(values)):
         out[k] = values[k]
     return out
@@ -148,7 +141,7 @@ def sg_arange(start, stop, step, out):
     if step == 0:
         raise SGRuntimeError()
     n = max(int(math.ceil((stop - start) / step)), 0)
-    out = sg_buffer(out, (n,))
+    out = sg_out(out, (n,))
     for i in range(n):
         out[i] = start + i * step
     return out
@@ -183,7 +176,7 @@ def sg_gemm(a, b, out):
     """``a @ b`` for float matrices through BLAS (numba's ``np.dot`` into ``out``)."""
     if a.shape[1] != b.shape[0]:
         raise SGRuntimeError()
-    out = sg_buffer(out, (a.shape[0], b.shape[1]))
+    out = sg_out(out, (a.shape[0], b.shape[1]))
     np.dot(a, b, out)
     return out
 
@@ -201,7 +194,7 @@ def sg_gemm_add(a, b, c, repeat_rows, repeat_columns, out):
     if (b.shape[0] != k or (rows != m and not (repeat_rows and rows == 1))
             or (columns != n and not (repeat_columns and columns == 1))):
         raise SGRuntimeError()
-    out = sg_buffer(out, (m, n))
+    out = sg_out(out, (m, n))
     if rows == m and columns == n:
         if not sg_same_data(out, c):
             _copy_loops(out, c)
@@ -285,7 +278,7 @@ def sg_dot_loops(a, b, out):
     m, k, n = a.shape[0], a.shape[1], b.shape[1]
     if k != b.shape[0]:
         raise SGRuntimeError()
-    out = sg_buffer(out, (m, n))
+    out = sg_out(out, (m, n))
     for i in range(m):
         for j in range(n):
             out[i, j] = 0
@@ -317,7 +310,7 @@ def sg_sum_rows(x, out):
     for i in range(x.shape[0]):
         for j in range(n):
             acc[j] += x[i, j]
-    out = sg_buffer(out, (n,))
+    out = sg_out(out, (n,))
     for j in range(n):
         out[j] = acc[j]
     return out
@@ -410,7 +403,7 @@ def _softmax_rows(x2, log, o2):
 @jit
 def sg_softmax(x, axis, log, out):
     """Softmax (``log=False``) or log-softmax along ``axis``, shifted by the maximum."""
-    out = sg_buffer(out, x.shape)
+    out = sg_out(out, x.shape)
     pre, k, post = _split(x.shape, axis)
     if k == 0:
         return out
@@ -449,7 +442,7 @@ def _by_row(x, ids, out):
     k = x.shape[x.ndim - 1]
     if k == 0 or not _same(x.shape[:-1], ids.shape):
         raise SGRuntimeError()
-    out = sg_buffer(out, ids.shape)
+    out = sg_out(out, ids.shape)
     x2 = np.ascontiguousarray(x).reshape((x.size // k, k))
     return x2, np.ascontiguousarray(ids).reshape(ids.size), out, out.reshape(out.size)
 
@@ -477,7 +470,7 @@ def sg_xent_ids_softmax(x, ids, out, probs):
     """``sg_xent_ids`` and the softmax of ``x`` (which its gradient needs) from one pass
     of exponentials: ``probs = exp(x - m) / s``, ``loss = m + log(s) - x[id]``."""
     x2, i1, out, o1 = _by_row(x, ids, out)
-    probs = sg_buffer(probs, x.shape)
+    probs = sg_out(probs, x.shape)
     p2 = probs.reshape(x2.shape)
     for r in range(x2.shape[0]):
         row, p = x2[r], p2[r]
@@ -498,7 +491,7 @@ def sg_xent_rows(x, t, out):
     k = x.shape[x.ndim - 1]
     if k == 0 or not _same(x.shape, t.shape):
         raise SGRuntimeError()
-    out = sg_buffer(out, x.shape[:-1])
+    out = sg_out(out, x.shape[:-1])
     x2 = np.ascontiguousarray(x).reshape((x.size // k, k))
     t2 = np.ascontiguousarray(t).reshape((t.size // k, k))
     o1 = out.reshape(out.size)
@@ -517,7 +510,7 @@ def sg_nll_ids(p, ids, out):
     k = p.shape[p.ndim - 1]
     if not _same(p.shape[:-1], ids.shape):
         raise SGRuntimeError()
-    out = sg_buffer(out, ids.shape)
+    out = sg_out(out, ids.shape)
     p2 = np.ascontiguousarray(p).reshape((p.size // max(k, 1), k))
     i1 = np.ascontiguousarray(ids).reshape(ids.size)
     o1 = out.reshape(out.size)
@@ -543,7 +536,7 @@ def _row(i, n):
 def sg_take(x, idx, out):
     """``x[idx]`` for an integer array ``idx`` (any rank): rows of ``x``."""
     n = x.shape[0]
-    out = sg_buffer(out, idx.shape + x.shape[1:])
+    out = sg_out(out, idx.shape + x.shape[1:])
     row = x.size // n if n else 0
     x2 = np.ascontiguousarray(x).reshape((n, row))
     i1 = np.ascontiguousarray(idx).reshape(idx.size)
