@@ -109,7 +109,7 @@ def emit_graph(ctx: GraphEmitter, inputs, outputs) -> None:
     virtual |= _shape_only(nodes, clients, out_set, virtual)
     ctx.virtual |= virtual
     ctx.clients = clients
-    pairs = fusion.products_added(steps, clients, out_set, ctx.virtual)
+    pairs = lower_math.products_added(steps, clients, out_set, ctx.virtual)
     added = {id(group): product for group, product in pairs}
     folded_products = {id(product) for _, product in pairs}
     for group, _ in pairs:  # a bias row read through a view: make the view

@@ -27,7 +27,6 @@ import numpy as np
 from symgraph.backends.numba.emitter import describe_op, dtype_expr, literal, sanitize
 from symgraph.graph import Apply, Constant, Variable
 from symgraph.ops import scalar as S
-from symgraph.ops.blas import Dot
 from symgraph.ops.dimshuffle import DimShuffle
 from symgraph.ops.elemwise import Elemwise
 from symgraph.ops.shape import Join
@@ -254,43 +253,6 @@ def _merge_siblings(groups: dict, group_of: dict, index: dict, virtual: set,
                     covers[other] = cover(merged)
                     changed = True
                     break
-
-
-def products_added(steps: list, clients: dict, graph_outputs: set, virtual: set) -> list:
-    """``(group, product node)`` for each group that is one addition of a matrix to a
-    float matrix product which nothing else reads: the two become one ``c + a @ b``
-    kernel call (BLAS accumulating into a copy of ``c``), as the LSTM step's
-    ``x_t + h U``, its backward ``dh + dz U^T`` and a bias added to a product. ``c`` may
-    broadcast along its axes of static length 1 (a bias row); the product may not. A
-    ``c`` that loops read through a view (a DimShuffle in ``virtual``) is then
-    materialised as that view."""
-    found = []
-    for step in steps:
-        if not isinstance(step, Group) or len(step.members) != 1 or step.joined:
-            continue
-        (node,) = step.members
-        out = node.outputs[0]
-        if (not isinstance(node.op.scalar_op, S.Add) or len(node.inputs) != 2
-                or out.ndim != 2 or out.dtype not in ("float32", "float64")
-                or step.outputs != [out] or any(out.type.broadcastable)):
-            continue
-        for product, other in (node.inputs, node.inputs[::-1]):
-            owner = product.owner
-            if (owner is not None and isinstance(owner.op, Dot) and product is not other
-                    and all(v.ndim == 2 for v in owner.inputs)
-                    and clients.get(product) == [node] and product not in graph_outputs
-                    and other.ndim == 2 and other.dtype == product.dtype == out.dtype
-                    and (other not in virtual or owner_reads_array(other, virtual))):
-                found.append((step, owner))
-                break
-    return found
-
-
-def owner_reads_array(var: Variable, virtual: set) -> bool:
-    """Whether ``var`` is a DimShuffle of an array that is itself materialised."""
-    owner = var.owner
-    return (owner is not None and isinstance(owner.op, DimShuffle)
-            and owner.inputs[0] not in virtual)
 
 
 def is_view(node: Apply) -> bool:

@@ -1,17 +1,22 @@
 """Lowerings of matrix products, reductions and the softmax / cross-entropy ops.
 
 Float matrix products go through numba's ``np.dot`` (scipy's BLAS): every product of a
-compiled function uses that one BLAS, never numpy's. Reductions are generated loop
-nests (one kernel per kind, rank, axes and dtypes), accumulating float sums in float64.
+compiled function uses that one BLAS, never numpy's. A matrix added to a product that
+nothing else reads is one call accumulating into a copy of it (``sg_gemm_add``; planned
+by :func:`products_added` before a graph's steps are emitted). Reductions are generated
+loop nests (one kernel per kind, rank, axes and dtypes), accumulating float sums in
+float64; the common float sums are library kernels with the same loops.
 """
 
 from __future__ import annotations
 
-from symgraph.backends.numba import gen
+from symgraph.backends.numba import fusion, gen
 from symgraph.backends.numba.emitter import result_of
 from symgraph.backends.numba.lower_basic import contiguous
 from symgraph.backends.numba.registry import lower
+from symgraph.ops import scalar as S
 from symgraph.ops.blas import Dot
+from symgraph.ops.dimshuffle import DimShuffle
 from symgraph.ops.nnet import CrossEntropyIndexed, LogSoftmax, Softmax, SoftmaxCrossEntropy
 from symgraph.ops.reduce import Argmax, Reduce
 
@@ -36,11 +41,48 @@ def _blas_operands(ctx, *variables) -> list[str]:
     return [ctx.ref(v) if ctx.layout(v) in "CF" else contiguous(ctx, v) for v in variables]
 
 
+def products_added(steps: list, clients: dict, graph_outputs: set, virtual: set) -> list:
+    """``(group, product node)`` for each group that is one addition of a matrix to a
+    float matrix product which nothing else reads: the two become one ``c + a @ b``
+    kernel call (BLAS accumulating into a copy of ``c``), as the LSTM step's
+    ``x_t + h U``, its backward ``dh + dz U^T`` and a bias added to a product. ``c`` may
+    broadcast along its axes of static length 1 (a bias row); the product may not. A
+    ``c`` that loops read through a view (a DimShuffle in ``virtual``) is then
+    materialised as that view."""
+    found = []
+    for step in steps:
+        if not isinstance(step, fusion.Group) or len(step.members) != 1 or step.joined:
+            continue
+        (node,) = step.members
+        out = node.outputs[0]
+        if (not isinstance(node.op.scalar_op, S.Add) or len(node.inputs) != 2
+                or out.ndim != 2 or out.dtype not in _FLOATS
+                or step.outputs != [out] or any(out.type.broadcastable)):
+            continue
+        for product, other in (node.inputs, node.inputs[::-1]):
+            owner = product.owner
+            if (owner is not None and isinstance(owner.op, Dot) and product is not other
+                    and all(v.ndim == 2 for v in owner.inputs)
+                    and clients.get(product) == [node] and product not in graph_outputs
+                    and other.ndim == 2 and other.dtype == product.dtype == out.dtype
+                    and (other not in virtual or _view_of_array(other, virtual))):
+                found.append((step, owner))
+                break
+    return found
+
+
+def _view_of_array(var, virtual: set) -> bool:
+    """Whether ``var`` is a DimShuffle of an array that is itself materialised."""
+    owner = var.owner
+    return (owner is not None and isinstance(owner.op, DimShuffle)
+            and owner.inputs[0] not in virtual)
+
+
 def emit_gemm_add(ctx, addition, product_node) -> None:
     """``c + a @ b`` as one ``sg_gemm_add`` call: the addition node ``addition`` of a
     matrix ``c`` (broadcast along its axes of static length 1) and the output of the
     float product ``product_node``, which only the addition reads
-    (``fusion.products_added``)."""
+    (:func:`products_added`)."""
     product, out = product_node.outputs[0], addition.outputs[0]
     other = addition.inputs[1] if addition.inputs[0] is product else addition.inputs[0]
     ctx.comment(addition, "  [with the product above: sg_gemm_add]")
