@@ -131,8 +131,9 @@ def _alloc(op, node, ctx):
         return ctx.alias(out, ctx.ref(value), "C")
     refs = [ctx.ref(d) for d in dims]
     if all(s == 1 for s in value.type.shape):  # one element: a fill (a library kernel)
-        element = f"{ctx.ref(value)}[{', '.join('0' * value.ndim)}]" if value.ndim else ctx.ref(
-            value)
+        element = ctx.ref(value)
+        if value.ndim:
+            element += f"[{', '.join('0' * value.ndim)}]"
         return ctx.bind(out, ctx.call("sg_fill", [ctx.buffer(out), _tuple(refs), element],
                                       result_of(out)))
     name = ctx.kernel(*gen.broadcast_kernel(value.type.shape, out.ndim, out.dtype))
