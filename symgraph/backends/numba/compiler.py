@@ -42,7 +42,16 @@ import numba
 import numpy as np
 from numba import types
 
-from symgraph.backends.numba import allocator, blas, diskcache, fusion, helper, lower_math, split
+from symgraph.backends.numba import (
+    allocator,
+    blas,
+    diskcache,
+    fusion,
+    helper,
+    lower_math,
+    split,
+    threads,
+)
 from symgraph.backends.numba.emitter import GraphEmitter, ModuleState, result_of
 from symgraph.backends.numba.glue import kernel_argtypes
 from symgraph.backends.numba.pipeline import GraphCompiler
@@ -314,7 +323,10 @@ def _call_sites(dispatchers) -> list[tuple]:
                 and isinstance(args[-1], (types.StarArgTuple, types.StarArgUniTuple))):
             name = args[0].dispatcher.py_func.__name__
             site = args[1].literal_value
-            found[site] = (site, name, kernel_argtypes(args[-1].types), sig.return_type)
+            argtypes, restype = kernel_argtypes(args[-1].types), sig.return_type
+            if len(args) == 5 and isinstance(args[3], types.Integer):  # sg_run_parts
+                argtypes, restype = threads.part_argtypes(argtypes), types.none
+            found[site] = (site, name, argtypes, restype)
     return [found[k] for k in sorted(found)]
 
 
@@ -349,7 +361,8 @@ class Runner:
             else:
                 args.append(np.array(value, order="C"))
         try:
-            results = self.fn(*args, *self.consts)
+            with threads.own_cores():
+                results = self.fn(*args, *self.consts)
         except SGUseReference:
             from symgraph.backends.numpy_backend import Interpreter
 

@@ -255,8 +255,7 @@ class GraphEmitter:
         returns (a scalar for ndim 0, else a C-contiguous array; a tuple when several),
         declared so that the graph function can be typed before the kernel is compiled
         (``glue.sg_call_as``)."""
-        site = len(self.state.sites)
-        self.state.sites.append(kernel)
+        site = self.new_site(kernel)
         passed = "".join(f", {a}" for a in args)
         if not returns or not self.state.declare_results:
             return f"sg_call({kernel}, {site}, _kp{passed})"
@@ -264,6 +263,11 @@ class GraphEmitter:
         declared = (results[0] if len(results) == 1
                     else f"numba.types.Tuple(({', '.join(results)},))")
         return f"sg_call_as({kernel}, {site}, _kp, {self.state.declare(declared)}{passed})"
+
+    def new_site(self, kernel: str) -> int:
+        """A new call site of ``kernel``: its index in the addresses table ``_kp``."""
+        self.state.sites.append(kernel)
+        return len(self.state.sites) - 1
 
     def kernel(self, name: str, source: str) -> str:
         """Register a generated kernel (``source`` defines ``name``)."""

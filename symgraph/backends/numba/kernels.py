@@ -27,10 +27,11 @@ from numba.extending import intrinsic, overload
 
 from symgraph.backends.numba.glue import sg_out, sg_same_data
 from symgraph.backends.numba.prelude import JIT_OPTIONS, SGRuntimeError, sg_exp32
+from symgraph.backends.numba.threads import sg_parts_of
 
 __all__ = ["sg_arange", "sg_copy", "sg_dot_loops", "sg_dot_vec", "sg_fill",
            "sg_gemm", "sg_gemm_add", "sg_index", "sg_nll_ids", "sg_scatter",
-           "sg_scatter_into", "sg_shape", "sg_slice", "sg_softmax", "sg_store",
+           "sg_scatter_into", "sg_shape", "sg_slice", "sg_softmax", "sg_store", "sg_store_rows",
            "sg_sum_all", "sg_sum_rows", "sg_take", "sg_vector", "sg_xent_ids",
            "sg_xent_ids_softmax", "sg_xent_rows"]
 
@@ -108,6 +109,18 @@ def sg_store(x, stack, index):
 
 
 @jit
+def sg_store_rows(x, stack, index, lo, hi):
+    """``stack[index, lo:hi] = x``: ``sg_store`` for a loop running in row parts
+    (``lower_scan_parts``), each part storing its rows of the step; returns the slot."""
+    slot = stack[index, lo:hi]
+    if not _same(x.shape, slot.shape):
+        raise SGRuntimeError()
+    if not sg_same_data(x, slot):
+        _copy_loops(slot, x)
+    return slot
+
+
+@jit
 def sg_fill(out, shape, value):
     """An array of ``shape`` filled with the scalar ``value``."""
     out = sg_out(out, shape)
@@ -177,7 +190,10 @@ def sg_gemm(a, b, out):
     if a.shape[1] != b.shape[0]:
         raise SGRuntimeError()
     out = sg_out(out, (a.shape[0], b.shape[1]))
-    np.dot(a, b, out)
+    if a.shape[1] == 0:
+        out[...] = 0
+    elif out.size:
+        _product(_blas_ready(a), _blas_ready(b), out, 0.0)
     return out
 
 
@@ -208,8 +224,29 @@ def sg_gemm_add(a, b, c, repeat_rows, repeat_columns, out):
                 for j in range(n):
                     out[i, j] = row[0]
     if m > 0 and n > 0 and k > 0:
-        _gemm_accumulate(_blas_ready(a), _blas_ready(b), out)
+        _product(_blas_ready(a), _blas_ready(b), out, 1.0)
     return out
+
+
+#: Multiply-adds from which a product is cut into row parts run on threads
+#: (``threads.sg_parts_of``; each part then calls single-threaded BLAS).
+PARALLEL_PRODUCT = 1 << 24
+
+
+@jit
+def _product(a, b, out, beta):
+    """``out = beta * out + a @ b`` (operands BLAS-ready, no size 0): large products in
+    row parts on threads, others in one BLAS call."""
+    m = a.shape[0]
+    if m * a.shape[1] * b.shape[1] >= PARALLEL_PRODUCT:
+        sg_parts_of(_product_rows, m, a, b, out, beta)
+    else:
+        _gemm_rows(a, b, out, 0, m, beta)
+
+
+@jit
+def _product_rows(lo, hi, a, b, out, beta):
+    _gemm_rows(a, b, out, lo, hi, beta)
 
 
 def _blas_ready(x):  # pragma: no cover - replaced by the overload below
@@ -226,16 +263,19 @@ def _blas_ready_overload(x):
 
 
 @intrinsic
-def _gemm_accumulate(typingctx, a, b, out):
-    """``out += a @ b`` through numba's BLAS entry point (``numba_xxgemm``, scipy's
-    BLAS, as ``np.dot`` calls it, but with beta = 1): ``a`` and ``b`` C- or F-contiguous,
-    ``out`` C-contiguous, of one float dtype, no size 0 (``sg_gemm_add`` checks)."""
+def _gemm_rows(typingctx, a, b, out, lo, hi, beta):
+    """``out[lo:hi] = beta * out[lo:hi] + a[lo:hi] @ b`` through numba's BLAS entry
+    point (``numba_xxgemm``, scipy's BLAS, as ``np.dot`` calls it): ``a`` and ``b`` C-
+    or F-contiguous, ``out`` C-contiguous, of one float dtype, ``0 <= lo < hi <= m`` and
+    no size 0 (the callers check). The rows are a pointer offset into each array."""
     from numba.np.linalg import ensure_blas
 
     if not (all(isinstance(t, types.Array) and t.ndim == 2 for t in (a, b, out))
             and a.dtype == b.dtype == out.dtype
             and a.dtype in (types.float32, types.float64)
-            and a.layout in ("C", "F") and b.layout in ("C", "F") and out.layout == "C"):
+            and a.layout in ("C", "F") and b.layout in ("C", "F") and out.layout == "C"
+            and isinstance(lo, types.Integer) and isinstance(hi, types.Integer)
+            and isinstance(beta, types.Float)):
         return None
     ensure_blas()
 
@@ -249,27 +289,34 @@ def _gemm_accumulate(typingctx, a, b, out):
                                                 pointer, intp])
         gemm = cgutils.get_or_insert_function(builder.module, fnty, "numba_xxgemm")
         left, right, result = (context.make_array(t)(context, builder, v)
-                                for t, v in zip(signature.args, args))
-        m, k = cgutils.unpack_tuple(builder, left.shape)
+                               for t, v in zip(signature.args[:3], args[:3]))
+        first, stop = (context.cast(builder, v, t, types.intp)
+                       for v, t in zip(args[3:5], signature.args[3:5]))
+        rows, k = cgutils.unpack_tuple(builder, left.shape)
         n = cgutils.unpack_tuple(builder, right.shape)[1]
         one = builder.bitcast(make_constant_slot(context, builder, a.dtype, 1.0), pointer)
+        scale = cgutils.alloca_once_value(builder, context.cast(
+            builder, args[5], signature.args[5], a.dtype))
 
-        def operand(array_type, array):  # row-major product = column-major of transposes
-            rows, cols = cgutils.unpack_tuple(builder, array.shape)
-            if array_type.layout == "C":
-                return char(ord("n")), cols, builder.bitcast(array.data, pointer)
-            return char(ord("t")), rows, builder.bitcast(array.data, pointer)
+        def at(array, elements):
+            return builder.bitcast(cgutils.pointer_add(
+                builder, array.data, builder.mul(elements, array.itemsize)), pointer)
 
-        trans_b, ld_b, data_b = operand(b, right)
-        trans_a, ld_a, data_a = operand(a, left)
+        # row-major product = column-major product of the transposes
+        trans_b, ld_b = (char(ord("n")), n) if b.layout == "C" else (char(ord("t")), k)
+        if a.layout == "C":
+            trans_a, ld_a, data_a = char(ord("n")), k, at(left, builder.mul(first, k))
+        else:
+            trans_a, ld_a, data_a = char(ord("t")), rows, at(left, first)
         kind = char(ord(get_blas_kind(a.dtype)))
-        status = builder.call(gemm, (kind, trans_b, trans_a, n, m, k, one, data_b, ld_b,
-                                     data_a, ld_a, one, builder.bitcast(result.data, pointer),
-                                     n))
+        status = builder.call(gemm, (kind, trans_b, trans_a, n, builder.sub(stop, first), k,
+                                     one, builder.bitcast(right.data, pointer), ld_b, data_a,
+                                     ld_a, builder.bitcast(scale, pointer),
+                                     at(result, builder.mul(first, n)), n))
         check_blas_return(context, builder, status)
         return context.get_dummy_value()
 
-    return types.none(a, b, out), codegen
+    return types.none(a, b, out, lo, hi, beta), codegen
 
 
 @jit

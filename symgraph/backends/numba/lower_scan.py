@@ -30,27 +30,17 @@ from symgraph.scan.op import Scan
 
 @lower.register(Scan)
 def _scan(op, node, ctx):
+    if ctx.loop_depth == 0 and _in_parts(op, node):
+        from symgraph.backends.numba.lower_scan_parts import emit_in_parts
+
+        return emit_in_parts(op, node, ctx)
     from symgraph.backends.numba.compiler import emit_graph
 
     n_steps, seqs, inits, nonseqs = op.split_inputs(list(node.inputs))
     inner = op.inner
     tag = ctx.name_for(node.outputs[0]) if node.outputs else f"s{id(node)}"
     n, t = f"{tag}_n", f"{tag}_t"
-    ctx.emit(f"{n} = {ctx.ref(n_steps)}")
-    seq_refs = []
-    cmp = "!=" if op.exact_length else "<"
-    ctx.check(" or ".join([f"{n} < 0"] + [f"{ctx.ref(q)}.shape[0] {cmp} {n}" for q in seqs]))
-    for k, seq in enumerate(seqs):
-        base = _reversed(seq)
-        if base is not None and ctx.layout(base) == "C":  # y[::-1][t] is y[len - 1 - t]
-            seq_refs.append((ctx.ref(base), True))
-        elif seq.ndim > 1 and ctx.layout(seq) != "C":  # step slices would be strided
-            copy = ctx.call("sg_copy", [ctx.ref(seq), ctx.state.dummy(seq.ndim, seq.dtype)])
-            ctx.emit(f"{tag}_x{k} = {copy}")
-            seq_refs.append((f"{tag}_x{k}", False))
-        else:
-            seq_refs.append((ctx.ref(seq), False))
-
+    seq_refs = loop_start(ctx, op, tag, n_steps, seqs)
     carries, histories, buffers = [], [], []
     for k, init in enumerate(inits):
         cur = f"{tag}_c{k}"
@@ -77,14 +67,7 @@ def _scan(op, node, ctx):
         ctx.emit(f"{name} = sg_empty({empty}, {dtype_expr(out.dtype)})")
         stacked.append(name)
 
-    nonseq_refs = []
-    for k, outer in enumerate(nonseqs):
-        slot = inner.inputs[len(seqs) + op.n_carry + k]
-        if outer.ndim == 2 and ctx.layout(outer) != "C" and _multiplied(inner, slot):
-            ctx.emit(f"{tag}_w{k} = {contiguous(ctx, outer)}")  # once, not once per step
-            nonseq_refs.append((f"{tag}_w{k}", "C"))
-        else:
-            nonseq_refs.append((ctx.ref(outer), ctx.layout(outer)))
+    nonseq_refs = invariant_refs(ctx, op, tag, nonseqs)
 
     ctx.emit(f"for {t} in range({n}):")
     body = ctx.child()
@@ -124,6 +107,48 @@ def _scan(op, node, ctx):
             ctx.note(out, "C", owned=True)
         else:
             ctx.alias(out, carries[k], "C")
+    note_outputs(ctx, op, node, stacked, reversals)
+
+
+def loop_start(ctx, op, tag: str, n_steps, seqs) -> list:
+    """Emit the step count ``<tag>_n`` and its checks against the sequences; return each
+    sequence's ``(expression, read backwards)`` (a reversed C array is read from its
+    end; a sequence that may not be C-contiguous is copied once)."""
+    n = f"{tag}_n"
+    ctx.emit(f"{n} = {ctx.ref(n_steps)}")
+    cmp = "!=" if op.exact_length else "<"
+    ctx.check(" or ".join([f"{n} < 0"] + [f"{ctx.ref(q)}.shape[0] {cmp} {n}" for q in seqs]))
+    refs = []
+    for k, seq in enumerate(seqs):
+        base = _reversed(seq)
+        if base is not None and ctx.layout(base) == "C":  # y[::-1][t] is y[len - 1 - t]
+            refs.append((ctx.ref(base), True))
+        elif seq.ndim > 1 and ctx.layout(seq) != "C":  # step slices would be strided
+            copy = ctx.call("sg_copy", [ctx.ref(seq), ctx.state.dummy(seq.ndim, seq.dtype)])
+            ctx.emit(f"{tag}_x{k} = {copy}")
+            refs.append((f"{tag}_x{k}", False))
+        else:
+            refs.append((ctx.ref(seq), False))
+    return refs
+
+
+def invariant_refs(ctx, op, tag: str, nonseqs) -> list:
+    """``(expression, layout)`` of each non-sequence; a transposed matrix the step
+    multiplies by is copied C-contiguous once, before the loop."""
+    refs = []
+    for k, outer in enumerate(nonseqs):
+        slot = op.inner.inputs[op.n_seq + op.n_carry + k]
+        if outer.ndim == 2 and ctx.layout(outer) != "C" and _multiplied(op.inner, slot):
+            ctx.emit(f"{tag}_w{k} = {contiguous(ctx, outer)}")  # once, not once per step
+            refs.append((f"{tag}_w{k}", "C"))
+        else:
+            refs.append((ctx.ref(outer), ctx.layout(outer)))
+    return refs
+
+
+def note_outputs(ctx, op, node, stacked: list, reversals: list) -> None:
+    """Name the stacked step outputs in ``ctx`` (the reversed views readers asked for
+    are the stacks themselves: they were filled from the end)."""
     for out, name, readers in zip(node.outputs[op.n_carry:], stacked, reversals):
         for rev in readers:  # already in the order they ask for
             ctx.alias(rev.outputs[0], name, "C", owned=len(readers) == 1)
@@ -132,6 +157,16 @@ def _scan(op, node, ctx):
             ctx.alias(out, f"{name}[::-1]", "A")
         else:
             ctx.note(out, "C", owned=True)
+
+
+def _in_parts(op, node) -> bool:
+    """Whether the loop runs as row parts (``lower_scan_parts``): its rows are
+    independent and the trailing shape of every step output is known before the loop
+    (the stacks are allocated before the parts start)."""
+    from symgraph.backends.numba.lower_scan_parts import trailing_dims
+    from symgraph.backends.numba.rows import independent_rows
+
+    return independent_rows(op) and trailing_dims(op) is not None
 
 
 def _sinks(body, op, t: str, carry_slots: list, stacked: list, slots: list) -> dict:

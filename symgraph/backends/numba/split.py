@@ -87,9 +87,10 @@ def parse(lines: list[str]) -> list[Stmt]:
 class Splitter:
     """Cuts statement lists into chunk functions (see the module docstring)."""
 
-    def __init__(self, limit: int, new_site) -> None:
+    def __init__(self, limit: int, new_site, prefix: str = "sg_chunk_") -> None:
         self.limit = limit
-        self.new_site = new_site  # (chunk name) -> call expression prefix
+        self.new_site = new_site  # (chunk name, arguments) -> call expression
+        self.prefix = prefix  # of the chunk functions' names
         self.chunks: list[tuple[str, str]] = []
 
     def split(self, stmts: list[Stmt], outside_reads: set, defined_before: set) -> list:
@@ -124,7 +125,7 @@ class Splitter:
         later = outside_reads | set().union(*(s.reads() for s in rest))
         inputs = sorted((reads | writes) & before)
         outputs = sorted(writes & later)
-        name = f"sg_chunk_{len(self.chunks)}"
+        name = f"{self.prefix}{len(self.chunks)}"
         body = [line for s in group for line in s.render(1)]
         ret = ", ".join(outputs) + ("," if len(outputs) == 1 else "")
         params = inputs + (["_kp"] if "_kp" not in inputs else [])

@@ -15,13 +15,17 @@ def both(inputs, outputs, updates=None):
     return [sg.function(inputs, outputs, updates=updates, mode=m) for m in ("numba", "numpy")]
 
 
-@pytest.fixture(scope="module")
-def rnn():
-    """A tanh RNN with a per-step output, forwards and backwards, and its gradients."""
+@pytest.fixture(scope="module", params=["parts", "whole"])
+def rnn(request):
+    """A tanh RNN with a per-step output, forwards and backwards, and its gradients. Its
+    rows are independent ("parts": the loops run as row parts, ``lower_scan_parts``)
+    or mixed by a small term over the batch ("whole": one loop over all rows)."""
     x, h0, w = T.ftensor3("x"), T.fmatrix("h0"), T.fmatrix("w")
+    mixed = request.param == "whole"
 
     def step(xt, h, w):
-        hn = T.tanh(xt + T.dot(h, w))
+        z = xt + T.dot(h, w)
+        hn = T.tanh(z + np.float32(0.1) * h.mean(axis=0, keepdims=True) if mixed else z)
         return hn, (hn * hn).sum(axis=1)
 
     (hs, ys), _ = sg.scan(step, sequences=[x], outputs_info=[h0, None], non_sequences=[w])
@@ -29,10 +33,17 @@ def rnn():
                           go_backwards=True)
     cost = hs[-1].sum() + ys.sum() + (hb * hb).sum() + yb[0].sum()
     outs = [hs, ys, hb, yb] + sg.grad(cost, [x, h0, w])
-    return both([x, h0, w], outs)
+    return both([x, h0, w], outs) + [request.param]
 
 
-@pytest.mark.parametrize("steps,batch", [(5, 2), (1, 3), (7, 1)])
+def graph_code(fn) -> str:
+    """The graph function, its chunks and the loops' part functions (not the kernels)."""
+    parts = [part.strip("\n") for part in fn.__source__.split("\n\n")]
+    return "\n\n".join(part for part in parts
+                        if part.startswith(("def sg_graph", "def sg_chunk_", "def sg_part_")))
+
+
+@pytest.mark.parametrize("steps,batch", [(5, 2), (1, 3), (7, 1), (3, 40)])
 def test_scan_forward_backward_and_gradient(rnn, steps, batch):
     rng = np.random.default_rng(steps)
     x = rng.standard_normal((steps, batch, 3)).astype("float32")
@@ -41,33 +52,44 @@ def test_scan_forward_backward_and_gradient(rnn, steps, batch):
     assert_same(rnn[0](x, h0, w), rnn[1](x, h0, w), rtol=1e-5, atol=1e-5)
 
 
+def test_loops_run_in_parts_when_their_rows_are_independent(rnn):
+    code = graph_code(rnn[0])
+    assert code.count("sg_run_parts(") == (4 if rnn[2] == "parts" else 0), code
+
+
 def test_reversed_time_is_read_and_stored_in_place(rnn):
     """A loop reads a reversed sequence from its end, and stores from the end a result
     that the graph only reverses (the gradient's backward loops; the forward loop's
     states saved for them): no whole-sequence copies (values: the test above)."""
-    main = rnn[0].__source__.split("\n\n")[0]
-    reversals = [ln for ln in main.splitlines() if "Subtensor{((None,None,-1))}" in ln]
-    assert len([ln for ln in reversals if "[computed above" in ln]) == 4, main
-    assert main.count(".shape[0] - 1 - ") == 5  # the reversed sequences, read in place
-    assert "_x0 = sg_call(sg_copy" not in main
+    code = graph_code(rnn[0])
+    reversals = [ln for ln in code.splitlines() if "Subtensor{((None,None,-1))}" in ln]
+    assert len([ln for ln in reversals if "[computed above" in ln]) == 4, code
+    reads = code.count(".shape[0] - 1 - ")  # the reversed sequences, read in place
+    assert reads == {"parts": 5, "whole": 7}[rnn[2]], code
+    assert "_x0 = sg_call(sg_copy" not in code
 
 
 def test_a_transposed_weight_is_copied_once_before_the_loop(rnn):
     """The backward loops multiply by ``w.T``: a C-contiguous copy made before each loop
     (BLAS is slower on a transposed operand), not one per step."""
-    main = rnn[0].__source__.split("\n\n")[0]
-    copies = [ln for ln in main.splitlines() if re.search(r"_w\d+ = sg_call\(sg_copy,", ln)]
-    assert len(copies) == 2, main
+    code = graph_code(rnn[0])
+    copies = [ln for ln in code.splitlines() if re.search(r"_w\d+ = sg_call\(sg_copy,", ln)]
+    assert len(copies) == 2, code
     assert all(re.match(r"    \S", ln) for ln in copies)  # the function's level: no loop
 
 
 def test_steps_write_their_results_into_the_history_and_stack_slots(rnn):
     """The kernels computing a step's new carry and its stacked outputs write them into
     their slots (a copy follows only if a kernel had to allocate); values: above."""
-    main = rnn[0].__source__.split("\n\n")[0]
-    guarded = [ln for ln in main.splitlines() if "sg_call_as(sg_store, " in ln]
-    assert len(guarded) >= 4, main  # the two forward loops' carries and outputs
-    assert main.count("sg_slot(") >= 4  # stack slots from the second step on
+    code = graph_code(rnn[0])
+    if rnn[2] == "whole":
+        guarded = [ln for ln in code.splitlines() if "sg_call_as(sg_store, " in ln]
+        assert len(guarded) >= 4, code  # the two forward loops' carries and outputs
+        assert code.count("sg_slot(") >= 4  # stack slots from the second step on
+    else:  # each part writes its rows of the slots, from the first step on
+        guarded = [ln for ln in code.splitlines() if "sg_call_as(sg_store_rows, " in ln]
+        assert len(guarded) >= 4, code
+        assert len(re.findall(r"\[v\d+_t, v\d+_lo:v\d+_hi\]\)", code)) >= 2, code
 
 
 def test_scan_with_n_steps_prefix_and_zero_steps():

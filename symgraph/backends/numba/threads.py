@@ -1,0 +1,337 @@
+"""Row parts of a loop on several threads: ``sg_run_parts``.
+
+A scan whose step keeps batch rows apart (``rows.independent_rows``) is generated as a
+*part function* ``part(lo, hi, ...)`` that runs the whole loop on rows ``lo:hi``. Its
+parts share nothing but the arrays they write disjoint rows of, so they run side by side
+with no synchronisation until the loop ends: one thread per part, the calling thread
+taking the first. While they run, the BLAS of compiled code uses one thread (each part's
+small per-step products run on the part's own core, instead of every product waking the
+BLAS thread pool).
+
+The number of parts is ``min(threads, rows // min_rows)`` (at least 1), read at run time
+from :func:`set_threads` / ``SYMGRAPH_NUMBA_THREADS`` (default: the cores this process
+may use) and :func:`set_min_rows` (default :data:`MIN_ROWS`), so cached code follows the
+settings of the process that runs it. A thread that cannot be started runs its part in
+the calling thread. An error in any part is raised after every part has finished.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import itertools
+import os
+import threading
+
+import llvmlite.binding as llvm
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.core.callconv import excinfo_t
+from numba.extending import intrinsic
+
+from symgraph.backends.numba import blas
+from symgraph.backends.numba.glue import _compiled_here, kernel_argtypes
+from symgraph.backends.numba.prelude import SGRuntimeError
+
+__all__ = ["sg_run_parts", "set_threads", "get_threads", "set_min_rows", "part_argtypes",
+           "MIN_ROWS", "MAX_PARTS"]
+
+#: Fewest rows per part by default: below this a part's products are too thin to pay
+#: for a thread.
+MIN_ROWS = 16
+#: Most parts of one loop.
+MAX_PARTS = 64
+
+_I8P = ir.IntType(8).as_pointer()
+_I32, _I64 = ir.IntType(32), ir.IntType(64)
+_START_TYPE = ir.FunctionType(_I8P, [_I8P])
+_names = itertools.count()
+
+
+def _default_threads() -> int:
+    value = os.environ.get("SYMGRAPH_NUMBA_THREADS")
+    if value:
+        return max(1, int(value))
+    if os.environ.get("SYMGRAPH_NUMBA_PROFILE") == "1":  # per-node counters are not atomic
+        return 1
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+# [threads, min_rows, inside parts], read by generated code through the symbol ``sg_parts_config``.
+_CONFIG = (ctypes.c_int64 * 3)(_default_threads(), MIN_ROWS, 0)
+
+
+def set_threads(n: int) -> None:
+    """Run independent-row loops in up to ``n`` parts (1: never split)."""
+    if int(n) < 1:
+        raise ValueError(f"threads must be at least 1, got {n}")
+    _CONFIG[0] = int(n)
+
+
+def get_threads() -> int:
+    return int(_CONFIG[0])
+
+
+def set_min_rows(n: int) -> None:
+    """Give each part at least ``n`` rows (fewer parts for small batches)."""
+    if int(n) < 1:
+        raise ValueError(f"min_rows must be at least 1, got {n}")
+    _CONFIG[1] = int(n)
+
+
+@contextlib.contextmanager
+def own_cores():
+    """While compiled code runs with more than one thread, the BLAS it calls runs on one:
+    the parallel work is cut into parts here (loops, large products), and an idle BLAS
+    thread spinning for its next task would take a core from a part."""
+    if _CONFIG[0] == 1 or _BLAS_GET is None:
+        yield
+        return
+    with _OWNERS_LOCK:  # the first of concurrent callers saves the count, the last restores
+        if _OWNERS[0] == 0:
+            _OWNERS[1] = _BLAS_GET()
+            _BLAS_SET(1)
+        _OWNERS[0] += 1
+    try:
+        yield
+    finally:
+        with _OWNERS_LOCK:
+            _OWNERS[0] -= 1
+            if _OWNERS[0] == 0:
+                _BLAS_SET(_OWNERS[1])
+
+
+def part_argtypes(argtypes: tuple) -> tuple:
+    """The types a part function is compiled for: its row range, then the arguments."""
+    return (types.intp, types.intp) + tuple(argtypes)
+
+
+# ---- native symbols the generated code calls ------------------------------------------------
+
+def _address(fn) -> int:
+    return ctypes.cast(fn, ctypes.c_void_p).value
+
+
+def _register_symbols() -> None:
+    """``sg_thread_start`` / ``sg_thread_join`` (pthreads), ``sg_blas_threads_get`` /
+    ``_set`` (the compiled products' OpenBLAS) and ``sg_parts_config``; where a library
+    lacks one, a stub that starts no thread or leaves the BLAS alone."""
+    from numba import cfunc
+
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or None)
+    pthread = libc if hasattr(libc, "pthread_create") else ctypes.CDLL(
+        ctypes.util.find_library("pthread") or None)
+    start = getattr(pthread, "pthread_create", None)
+    join = getattr(pthread, "pthread_join", None)
+    if start is None or join is None:  # pragma: no cover - no pthreads: parts run in turn
+        start = cfunc(types.int32(types.voidptr, types.voidptr, types.voidptr,
+                                  types.voidptr))(lambda t, a, f, x: 1).ctypes
+        join = cfunc(types.int32(types.int64, types.voidptr))(lambda t, r: 0).ctypes
+    get = blas._symbol(blas._GETTERS)
+    put = blas._symbol(blas._SETTERS)
+    if get is None or put is None:  # pragma: no cover - another BLAS: left as it is
+        get = cfunc(types.int32())(lambda: 1).ctypes
+        put = cfunc(types.void(types.int32))(lambda n: None).ctypes
+    for name, fn in (("sg_thread_start", start), ("sg_thread_join", join),
+                     ("sg_blas_threads_get", get), ("sg_blas_threads_set", put)):
+        llvm.add_symbol(name, _address(fn))
+    llvm.add_symbol("sg_parts_config", ctypes.addressof(_CONFIG))
+
+
+_BLAS_GET, _BLAS_SET = blas._symbol(blas._GETTERS), blas._symbol(blas._SETTERS)
+_OWNERS = [0, 1]  # callers inside own_cores, the BLAS thread count before the first
+_OWNERS_LOCK = threading.Lock()
+_register_symbols()
+
+
+# ---- the intrinsic -----------------------------------------------------------------------------
+
+@intrinsic
+def sg_run_parts(typingctx, kernel, site, addresses, rows, *args):
+    """``kernel(lo, hi, *args)`` for the row parts ``lo:hi`` of ``range(rows)``, side by
+    side on threads (see the module docstring); ``kernel`` is called through
+    ``addresses[site]`` as in ``glue.sg_call``."""
+    if not (isinstance(site, types.IntegerLiteral) and isinstance(rows, types.Integer)):
+        return None
+    argtys = part_argtypes(kernel_argtypes(args))
+    resty = _compiled_here(kernel.dispatcher, argtys)
+    star = types.StarArgTuple.from_types(args)
+
+    def callee(context, builder, signature, llargs):
+        table = context.make_array(signature.args[2])(context, builder, llargs[2])
+        return builder.load(cgutils.gep(builder, table.data, signature.args[1].literal_value))
+
+    return (types.none(kernel, site, addresses, rows, star),
+            _run_parts(resty, argtys, callee, rows_at=3))
+
+
+@intrinsic
+def sg_parts_of(typingctx, function, rows, *args):
+    """``sg_run_parts`` for a library function called by name (linked into the caller):
+    ``function(lo, hi, *args)`` over the row parts of ``range(rows)``."""
+    if not (isinstance(function, types.Dispatcher) and isinstance(rows, types.Integer)):
+        return None
+    dispatcher = function.dispatcher
+    argtys = part_argtypes(kernel_argtypes(args))
+    dispatcher.compile(argtys)
+    compiled = dispatcher.overloads[argtys]
+    star = types.StarArgTuple.from_types(args)
+
+    def callee(context, builder, signature, llargs):
+        context.active_code_library.add_linking_library(compiled.library)
+        fnty = context.call_conv.get_function_type(compiled.signature.return_type, argtys)
+        fn = cgutils.get_or_insert_function(builder.module, fnty,
+                                            compiled.fndesc.mangled_name)
+        return builder.ptrtoint(fn, _I64)
+
+    return (types.none(function, rows, star),
+            _run_parts(compiled.signature.return_type, argtys, callee, rows_at=1))
+
+
+def _run_parts(resty, argtys, callee_of, rows_at: int):
+    def codegen(context, builder, signature, llargs):
+        module = builder.module
+        fnty = context.call_conv.get_function_type(resty, argtys)
+        callee = callee_of(context, builder, signature, llargs)
+        star = signature.args[-1]
+        values = [context.cast(builder, v, t, want) for v, t, want in
+                  zip(cgutils.unpack_tuple(builder, llargs[-1], len(star.types)), star.types,
+                      argtys[2:])]
+        shared_type = ir.LiteralStructType([v.type for v in values])
+        shared = cgutils.alloca_once(builder, shared_type)
+        packed = cgutils.get_null_value(shared_type)
+        for k, v in enumerate(values):
+            packed = builder.insert_value(packed, v, k)
+        builder.store(packed, shared)
+        # closure of a part: callee, shared arguments, lo, hi, failed
+        closure_type = ir.LiteralStructType([_I64, _I8P, _I64, _I64, _I32])
+        closures = cgutils.alloca_once(builder, closure_type, size=MAX_PARTS)
+        handles = cgutils.alloca_once(builder, _I64, size=MAX_PARTS)
+        started = cgutils.alloca_once(builder, ir.IntType(1), size=MAX_PARTS)
+        trampoline = _trampoline(context, module, fnty, resty, argtys, closure_type,
+                                 shared_type)
+        rows = context.cast(builder, llargs[rows_at], signature.args[rows_at], types.intp)
+        config = _config(module)
+        parts = _part_count(builder, config, rows)
+        several = builder.icmp_signed(">", parts, _I64(1))
+        depth = cgutils.gep_inbounds(builder, config, 0, 2)
+        blas_get = cgutils.get_or_insert_function(module, ir.FunctionType(_I32, []),
+                                                  "sg_blas_threads_get")
+        blas_set = cgutils.get_or_insert_function(module, ir.FunctionType(ir.VoidType(), [_I32]),
+                                                  "sg_blas_threads_set")
+        start = cgutils.get_or_insert_function(
+            module, ir.FunctionType(_I32, [_I64.as_pointer(), _I8P, _START_TYPE.as_pointer(),
+                                           _I8P]), "sg_thread_start")
+        join = cgutils.get_or_insert_function(
+            module, ir.FunctionType(_I32, [_I64, _I8P.as_pointer()]), "sg_thread_join")
+        blas_before = cgutils.alloca_once(builder, _I32)
+        with builder.if_then(several):  # parts do not split again, nor use BLAS threads
+            builder.store(builder.call(blas_get, []), blas_before)
+            builder.call(blas_set, [_I32(1)])
+            builder.store(_I64(1), depth)
+
+        def bound(p):
+            return builder.sdiv(builder.mul(p, rows), parts)
+
+        with cgutils.for_range(builder, builder.sub(parts, _I64(1))) as loop:
+            p = builder.add(loop.index, _I64(1))
+            closure = builder.gep(closures, [p])
+            fields = [callee, builder.bitcast(shared, _I8P), bound(p),
+                      bound(builder.add(p, _I64(1))), _I32(0)]
+            for k, value in enumerate(fields):
+                builder.store(value, cgutils.gep_inbounds(builder, closure, 0, k))
+            code = builder.call(start, [builder.gep(handles, [p]), ir.Constant(_I8P, None),
+                                        trampoline, builder.bitcast(closure, _I8P)])
+            ok = builder.icmp_signed("==", code, _I32(0))
+            builder.store(ok, builder.gep(started, [p]))
+            with builder.if_then(builder.not_(ok), likely=False):  # run it here instead
+                builder.call(trampoline, [builder.bitcast(closure, _I8P)])
+        first = _call_part(context, builder, builder.inttoptr(callee, fnty.as_pointer()),
+                           resty, argtys, _I64(0), bound(_I64(1)), values)
+        failed = cgutils.alloca_once_value(builder, _I32(0))
+        with cgutils.for_range(builder, builder.sub(parts, _I64(1))) as loop:
+            p = builder.add(loop.index, _I64(1))
+            with builder.if_then(builder.load(builder.gep(started, [p]))):
+                builder.call(join, [builder.load(builder.gep(handles, [p])),
+                                    ir.Constant(_I8P.as_pointer(), None)])
+            status = builder.load(cgutils.gep_inbounds(builder, builder.gep(closures, [p]),
+                                                       0, 4))
+            builder.store(builder.or_(builder.load(failed), status), failed)
+        with builder.if_then(several):
+            builder.call(blas_set, [builder.load(blas_before)])
+            builder.store(_I64(0), depth)
+        with cgutils.if_unlikely(builder, first.is_error):
+            context.call_conv.return_status_propagate(builder, first)
+        with cgutils.if_unlikely(builder, builder.icmp_signed("!=", builder.load(failed),
+                                                              _I32(0))):
+            context.call_conv.return_user_exc(builder, SGRuntimeError, ())
+        return context.get_dummy_value()
+
+    return codegen
+
+
+def _config(module):
+    """The global ``sg_parts_config``: threads, min_rows, and 1 while parts run."""
+    config = module.globals.get("sg_parts_config")
+    if config is None:
+        config = ir.GlobalVariable(module, ir.ArrayType(_I64, 3), "sg_parts_config")
+        config.linkage = "external"
+    return config
+
+
+def _part_count(builder, config, rows):
+    """``max(1, min(threads, rows // min_rows, MAX_PARTS))``, or 1 inside a part."""
+    threads = builder.load(cgutils.gep_inbounds(builder, config, 0, 0))
+    min_rows = builder.load(cgutils.gep_inbounds(builder, config, 0, 1))
+    inside = builder.load(cgutils.gep_inbounds(builder, config, 0, 2))
+    by_rows = builder.sdiv(rows, _max(builder, min_rows, _I64(1)))
+    parts = _min(builder, _min(builder, threads, by_rows), _I64(MAX_PARTS))
+    parts = builder.select(builder.icmp_signed("!=", inside, _I64(0)), _I64(1), parts)
+    return _max(builder, parts, _I64(1))
+
+
+def _min(builder, a, b):
+    return builder.select(builder.icmp_signed("<", a, b), a, b)
+
+
+def _max(builder, a, b):
+    return builder.select(builder.icmp_signed(">", a, b), a, b)
+
+
+def _call_part(context, builder, callee, resty, argtys, lo, hi, values):
+    """Call the part function (numba's calling convention) on rows ``lo:hi``; its
+    status."""
+    cc = context.call_conv
+    retty = cc.get_return_type(resty).pointee
+    retval = cgutils.alloca_once(builder, retty)
+    builder.store(cgutils.get_null_value(retty), retval)
+    excinfo = cgutils.alloca_once(builder, ir.PointerType(excinfo_t), name="excinfo")
+    packed = list(cc._get_arg_packer(argtys).as_arguments(builder, [lo, hi] + values))
+    code = builder.call(callee, [retval, excinfo] + packed)
+    return cc._get_return_status(builder, code, builder.load(excinfo))
+
+
+def _trampoline(context, module, fnty, resty, argtys, closure_type, shared_type):
+    """``void *start(void *closure)`` for ``pthread_create``: calls the part described by
+    the closure and records whether it failed."""
+    fn = ir.Function(module, _START_TYPE, name=f"sg_part_start_{next(_names)}_{id(module)}")
+    fn.linkage = "internal"
+    builder = ir.IRBuilder(fn.append_basic_block("entry"))
+    closure = builder.bitcast(fn.args[0], closure_type.as_pointer())
+
+    def field(k):
+        return builder.load(cgutils.gep_inbounds(builder, closure, 0, k))
+
+    callee = builder.inttoptr(field(0), fnty.as_pointer())
+    shared = builder.load(builder.bitcast(field(1), shared_type.as_pointer()))
+    values = [builder.extract_value(shared, k) for k in range(len(shared_type.elements))]
+    status = _call_part(context, builder, callee, resty, argtys, field(2), field(3), values)
+    builder.store(builder.zext(status.is_error, _I32), cgutils.gep_inbounds(builder, closure,
+                                                                              0, 4))
+    builder.ret(ir.Constant(_I8P, None))
+    return fn

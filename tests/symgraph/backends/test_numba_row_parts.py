@@ -1,0 +1,217 @@
+"""Loops whose rows are independent, run as row parts on threads, and products cut into
+row parts: the same values and gradients as the numpy reference for any number of parts
+(``threads.set_threads`` / ``set_min_rows`` are read at run time, so one compiled function
+is run with 1 to 4 parts, down to parts of one row)."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import symgraph as sg
+import symgraph.models as M
+import symgraph.tensor as T
+from symgraph.backends.numba import blas, threads
+from symgraph.backends.numba.rows import independent_rows
+from symgraph.errors import ShapeError
+from symgraph.scan.op import Scan
+from tests.symgraph.backends.test_numba_backend import assert_same
+
+PART_SETTINGS = [(1, 16), (2, 1), (3, 2), (4, 1)]  # (threads, min_rows)
+
+
+@pytest.fixture
+def parts():
+    """Restores the process's thread settings after a test changes them."""
+    before = threads.get_threads()
+    yield lambda n, min_rows: (threads.set_threads(n), threads.set_min_rows(min_rows))
+    threads.set_threads(before)
+    threads.set_min_rows(threads.MIN_ROWS)
+
+
+def scans_of(fn) -> list:
+    return [n.op for n in fn.runner.fgraph.toposort() if isinstance(n.op, Scan)]
+
+
+# ---- which loops ------------------------------------------------------------------------
+
+def _loop(step):
+    x, h0, w = T.ftensor3("x"), T.fmatrix("h0"), T.fmatrix("w")
+    hs, _ = sg.scan(step, sequences=[x], outputs_info=[h0], non_sequences=[w])
+    fn = sg.function([x, h0, w], hs, mode="numba", on_unused_input="ignore")
+    return scans_of(fn)[0]
+
+
+def test_recurrent_steps_keep_rows_apart():
+    assert independent_rows(_loop(lambda xt, h, w: T.tanh(xt + T.dot(h, w))))
+    assert independent_rows(_loop(lambda xt, h, w: T.nnet.softmax(xt + T.dot(h, w))))
+    assert independent_rows(_loop(lambda xt, h, w: xt + h.sum(axis=1, keepdims=True)))
+
+
+@pytest.mark.parametrize("step", [
+    lambda xt, h, w: xt + h.sum(axis=0, keepdims=True),  # a sum over rows
+    lambda xt, h, w: xt + T.dot(w, h),  # rows contracted
+    lambda xt, h, w: xt + h[0],  # one row read by all
+    lambda xt, h, w: xt + h / T.cast(h.shape[0], "float32"),  # the row count in arithmetic
+    lambda xt, h, w: xt + h[::-1],  # rows reordered
+    lambda xt, h, w: xt + w,  # a non-sequence with rows of its own
+])
+def test_steps_that_mix_rows_are_not_cut(step):
+    assert not independent_rows(_loop(step))
+
+
+# ---- the recurrent models -------------------------------------------------------------------
+
+_MODELS: dict = {}
+
+
+def _model(kind: str, masked: bool):
+    """``(numba_fn, numpy_fn, n_states)``: a 2-layer model's loss, gradients and final
+    states (unmasked: carried states as inputs), compiled once per kind."""
+    key = (kind, masked)
+    if key not in _MODELS:
+        rng = np.random.default_rng(0)
+        ids, targets, mask = T.imatrix("ids"), T.imatrix("targets"), T.fmatrix("mask")
+        embed = M.Embedding(11, 6, rng, init_scale=0.3, dtype="float32")
+        rnn = M.StackedRNN(kind, 6, (5, 4), rng, init_scale=0.3, dtype="float32")
+        out = M.LogisticRegression(4, 11, rng, init_scale=0.3, dtype="float32")
+        states = [T.fmatrix(f"s{k}") for k in range(len(rnn.state_sizes))]
+        hs, finals = rnn(embed(ids), mask if masked else None, None if masked else states)
+        cost = M.sequence_cross_entropy(out.logits(hs), targets, mask, normalize="token")
+        params = embed.params + rnn.params + out.params
+        inputs = [ids, targets, mask] + ([] if masked else states)
+        outputs = [cost] + sg.grad(cost, params) + ([] if masked else finals)
+        _MODELS[key] = tuple(sg.function(inputs, outputs, mode=m, on_unused_input="ignore")
+                             for m in ("numba", "numpy")) + (rnn.state_sizes,)
+    return _MODELS[key]
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("masked", [True, False])
+@given(steps=st.integers(1, 6), batch=st.integers(1, 9), setting=st.sampled_from(PART_SETTINGS),
+       seed=st.integers(0, 2**16))
+def test_models_in_row_parts_match_the_reference(kind, masked, steps, batch, setting, seed):
+    numba_fn, numpy_fn, sizes = _model(kind, masked)
+    assert any(independent_rows(op) for op in scans_of(numba_fn))
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(0, 11, (steps, batch)).astype(np.int32)
+    targets = rng.integers(0, 11, (steps, batch)).astype(np.int32)
+    lengths = rng.integers(1, steps + 1, batch)
+    mask = (np.arange(steps)[:, None] < lengths[None, :]).astype(np.float32)
+    states = [rng.uniform(-1, 1, (batch, s)).astype(np.float32) for s in sizes]
+    args = [ids, targets, mask] + ([] if masked else states)
+    before = threads.get_threads()
+    try:
+        threads.set_threads(setting[0])
+        threads.set_min_rows(setting[1])
+        got = numba_fn(*args)
+    finally:
+        threads.set_threads(before)
+        threads.set_min_rows(threads.MIN_ROWS)
+    assert_same(got, numpy_fn(*args), rtol=1e-5, atol=1e-6)
+
+
+def test_the_lstm_training_loops_run_in_parts():
+    numba_fn, _, _ = _model("lstm", True)
+    assert numba_fn.__source__.count("sg_run_parts(") == 4  # 2 layers, forwards, backwards
+    assert numba_fn.__source__.count("\ndef sg_part_") == 4
+
+
+# ---- a loop written with sg.scan -------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def rnn_loop():
+    """A tanh RNN with a per-step output and a final state, forwards and backwards (the
+    backward loop reads its sequence reversed), and the gradients."""
+    x, h0, w = T.ftensor3("x"), T.fmatrix("h0"), T.fmatrix("w")
+
+    def step(xt, h, w):
+        hn = T.tanh(xt + T.dot(h, w))
+        return hn, (hn * hn).sum(axis=1)
+
+    (hs, ys), _ = sg.scan(step, sequences=[x], outputs_info=[h0, None], non_sequences=[w])
+    (hb, yb), _ = sg.scan(step, sequences=[x], outputs_info=[h0, None], non_sequences=[w],
+                          go_backwards=True)
+    cost = (hs * hs).sum() + ys.sum() + hb[-1].sum() + yb[0].sum()
+    outs = [hs, ys, hb, yb] + sg.grad(cost, [x, h0, w])
+    return [sg.function([x, h0, w], outs, mode=m) for m in ("numba", "numpy")]
+
+
+@pytest.mark.parametrize("setting", PART_SETTINGS)
+@pytest.mark.parametrize("steps,batch", [(5, 8), (1, 3), (4, 1), (3, 17)])
+def test_scan_in_parts_forward_backward_and_gradient(rnn_loop, parts, setting, steps, batch):
+    parts(*setting)
+    rng = np.random.default_rng(steps * batch)
+    x = rng.standard_normal((steps, batch, 3)).astype("float32")
+    h0 = rng.standard_normal((batch, 3)).astype("float32")
+    w = (rng.standard_normal((3, 3)) * 0.5).astype("float32")
+    assert_same(rnn_loop[0](x, h0, w), rnn_loop[1](x, h0, w), rtol=1e-5, atol=1e-5)
+
+
+def test_rows_that_disagree_get_the_reference_error(rnn_loop, parts):
+    """A sequence with other rows than the initial state: the reference's error."""
+    parts(2, 1)
+    x = np.zeros((3, 4, 3), "float32")
+    with pytest.raises(ShapeError):
+        rnn_loop[0](x, np.zeros((5, 3), "float32"), np.eye(3, dtype="float32"))
+
+
+def test_zero_steps_in_parts_give_the_initial_state(parts):
+    parts(3, 1)
+    x, h0, n = T.ftensor3("x"), T.fmatrix("h0"), T.lscalar("n")
+    (hs, last), _ = sg.scan(lambda xt, h: [h * 0.5 + xt, h], sequences=[x],
+                            outputs_info=[h0, None], n_steps=n)
+    f, g = (sg.function([x, h0, n], [hs, last], mode=m) for m in ("numba", "numpy"))
+    assert "sg_run_parts(" in f.__source__
+    xv = np.ones((4, 6, 2), "float32")
+    h0v = np.arange(12, dtype="float32").reshape(6, 2)
+    for n_steps in (0, 1, 3):
+        assert_same(f(xv, h0v, np.int64(n_steps)), g(xv, h0v, np.int64(n_steps)))
+
+
+# ---- products in row parts, the BLAS threads -------------------------------------------------
+
+@pytest.mark.parametrize("layouts", ["CC", "FC", "CF", "FF"])
+@pytest.mark.parametrize("setting", [(1, 16), (2, 16), (3, 1)])
+def test_large_products_in_row_parts(parts, layouts, setting):
+    """Products of at least ``PARALLEL_PRODUCT`` multiply-adds are cut into row parts,
+    each a BLAS call on a pointer offset into C- or F-ordered operands."""
+    from symgraph.backends.numba.kernels import PARALLEL_PRODUCT, sg_gemm, sg_gemm_add
+
+    parts(*setting)
+    m, k, n = 301, 250, 230
+    assert m * k * n >= PARALLEL_PRODUCT
+    rng = np.random.default_rng(len(layouts))
+    a, b = rng.standard_normal((m, k)), rng.standard_normal((k, n))
+    c = rng.standard_normal((m, n))
+    a_in = a if layouts[0] == "C" else np.asfortranarray(a)
+    b_in = b if layouts[1] == "C" else np.asfortranarray(b)
+    empty = np.empty((0, 0))
+    assert_same(sg_gemm(a_in, b_in, empty), a @ b, rtol=1e-10, atol=1e-10)
+    assert_same(sg_gemm_add(a_in, b_in, c, False, False, empty), c + a @ b, rtol=1e-10,
+                atol=1e-10)
+
+
+def test_a_product_with_no_inner_length_is_zeros():
+    from symgraph.backends.numba.kernels import sg_gemm
+
+    out = sg_gemm(np.ones((3, 0)), np.ones((0, 4)), np.full((3, 4), np.nan))
+    assert_same(out, np.zeros((3, 4)))
+
+
+def test_the_blas_runs_on_one_thread_while_parts_may_run(parts):
+    blas.set_threads(2)
+    parts(2, 16)
+    with threads.own_cores():
+        assert blas.get_threads() == 1
+    assert blas.get_threads() == 2
+    parts(1, 16)
+    with threads.own_cores():
+        assert blas.get_threads() == 2
+
+
+def test_thread_settings_are_checked():
+    with pytest.raises(ValueError):
+        threads.set_threads(0)
+    with pytest.raises(ValueError):
+        threads.set_min_rows(0)
