@@ -24,7 +24,8 @@ from symgraph.backends.numba import helper
 from symgraph.backends.numba.prelude import JIT_OPTIONS, SGRuntimeError, SGUseReference
 
 __all__ = ["sg_call", "sg_call_as", "sg_cycles", "sg_empty", "sg_fail_if", "sg_out",
-           "sg_reference_if", "sg_reshape", "sg_same_data", "sg_slot", "sg_stack_for"]
+           "sg_reference_if", "sg_reshape", "sg_rows", "sg_same_data", "sg_slot",
+           "sg_stack_for"]
 
 
 @intrinsic
@@ -178,6 +179,43 @@ def sg_slot(typingctx, stack, index, step, first):
         return impl_ret_borrowed(context, builder, signature.return_type, picked)
 
     return first(stack, index, step, first), codegen
+
+
+@intrinsic
+def sg_rows(typingctx, array, index, lo, hi):
+    """``array[index, lo:hi]`` (``index`` an integer) or ``array[lo:hi]`` (``index``
+    None) of a C-contiguous array, as a C-contiguous view: a loop's row part reading or
+    writing its rows of a step. A pointer offset and a shape, where numba's slicing
+    lowers into bounds and step arithmetic; ``0 <= lo <= hi <= rows`` (the caller cuts
+    the parts)."""
+    step = not isinstance(index, types.NoneType)
+    if not (isinstance(array, types.Array) and array.layout == "C"
+            and array.ndim >= (2 if step else 1) and isinstance(lo, types.Integer)
+            and isinstance(hi, types.Integer)
+            and (not step or isinstance(index, types.Integer))):
+        return None
+    result = array.copy(ndim=array.ndim - step, layout="C")
+
+    def codegen(context, builder, signature, args):
+        from numba.np.arrayobj import populate_array
+
+        whole = context.make_array(array)(context, builder, args[0])
+        view = context.make_array(result)(context, builder)
+        shape = cgutils.unpack_tuple(builder, whole.shape)
+        strides = cgutils.unpack_tuple(builder, whole.strides)
+        first, stop = (context.cast(builder, v, t, types.intp)
+                       for v, t in zip(args[2:], signature.args[2:]))
+        offset = builder.mul(first, strides[int(step)])
+        if step:
+            at = context.cast(builder, args[1], signature.args[1], types.intp)
+            offset = builder.add(offset, builder.mul(at, strides[0]))
+        populate_array(view, data=cgutils.pointer_add(builder, whole.data, offset),
+                       shape=[builder.sub(stop, first)] + shape[1 + step:],
+                       strides=strides[step:], itemsize=whole.itemsize,
+                       meminfo=whole.meminfo, parent=whole.parent)
+        return impl_ret_borrowed(context, builder, result, view._getvalue())
+
+    return result(array, index, lo, hi), codegen
 
 
 @intrinsic

@@ -74,7 +74,9 @@ def emit_in_parts(op, node, ctx) -> None:
     outside = _outside_names(ctx)
     stmts = split.parse([line[4:] for line in lines])
     used = set().union(*(s.reads() | s.writes() for s in stmts))
-    params = sorted(used & outside)
+    local = _declared_locally(ctx.state.preamble, used)
+    stmts = split.parse(local) + stmts
+    params = sorted((used & outside) - {line.split(" = ")[0] for line in local})
     bounds = [f"{tag}_lo", f"{tag}_hi"]
     name = f"sg_part_{tag}"
     splitter = split.Splitter(CHUNK_LIMIT, lambda chunk, args: ctx.call(chunk, args),
@@ -102,10 +104,9 @@ def _part_body(op, ctx, part, tag, seq_refs, starts, histories, stacked, reverse
 
     inner = op.inner
     n, t, lo, hi = f"{tag}_n", f"{tag}_t", f"{tag}_lo", f"{tag}_hi"
-    rows = f"{lo}:{hi}"
     carries = [f"{tag}_c{k}" for k in range(op.n_carry)]
     for k, (cur, start) in enumerate(zip(carries, starts)):
-        part.emit(f"{cur} = {start}[{rows}]")
+        part.emit(f"{cur} = sg_rows({start}, None, {lo}, {hi})")
         if not histories[k]:  # two buffers: a step never writes the carry it reads
             dtype = dtype_expr(inner.outputs[k].dtype)
             part.emit(f"{tag}_b{k} = sg_empty((2,) + {cur}.shape, {dtype})")
@@ -114,7 +115,7 @@ def _part_body(op, ctx, part, tag, seq_refs, starts, histories, stacked, reverse
     n_seq = len(seq_refs)
     for slot, (ref, backwards) in zip(inner.inputs[:n_seq], seq_refs):
         step = f"{ref}.shape[0] - 1 - {t}" if backwards else t
-        body.bind(slot, f"{ref}[{step}, {rows}]", "C", owned=False)
+        body.bind(slot, f"sg_rows({ref}, {step}, {lo}, {hi})", "C", owned=False)
     for slot, cur in zip(inner.inputs[n_seq:n_seq + op.n_carry], carries):
         body.alias(slot, cur, "C")
     for slot, (ref, layout) in zip(inner.inputs[n_seq + op.n_carry:], nonseq_refs):
@@ -122,10 +123,10 @@ def _part_body(op, ctx, part, tag, seq_refs, starts, histories, stacked, reverse
     slots = [f"{n} - 1 - {t}" if r else t for r in reversed_]  # stored in reversed order
     sinks = {}
     for k, new in enumerate(inner.outputs[:op.n_carry]):
-        sinks[new] = (f"{histories[k]}[{t}, {rows}]" if histories[k]
+        sinks[new] = (f"sg_rows({histories[k]}, {t}, {lo}, {hi})" if histories[k]
                       else f"{tag}_b{k}[{t} % 2]")
     for new, name, slot in zip(inner.outputs[op.n_carry:], stacked, slots):
-        sinks.setdefault(new, f"{name}[{slot}, {rows}]")
+        sinks.setdefault(new, f"sg_rows({name}, {slot}, {lo}, {hi})")
     body.sinks = {v: where for v, where in sinks.items() if v not in inner.inputs}
     emit_graph(body, inner.inputs, inner.outputs)
 
@@ -170,6 +171,16 @@ def trailing_dims(op) -> list | None:
             else:
                 return None
     return found
+
+
+def _declared_locally(preamble: list, used: set) -> list:
+    """The graph function's declarations of the empty arrays and per-step buffers the
+    part uses, to be made in the part itself: each part needs buffers of its own, and
+    arguments are not free (each array argument is unpacked field by field)."""
+    declared = dict(line.split(" = ", 1) for line in preamble)
+    wanted = [n for n in declared if n in used]
+    wanted += [declared[n] for n in wanted if declared[n] in declared]  # their dummies
+    return [f"{n} = {declared[n]}" for n in declared if n in set(wanted)]
 
 
 def _outside_names(ctx) -> set:

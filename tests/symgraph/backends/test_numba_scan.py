@@ -89,7 +89,7 @@ def test_steps_write_their_results_into_the_history_and_stack_slots(rnn):
     else:  # each part writes its rows of the slots, from the first step on
         guarded = [ln for ln in code.splitlines() if "sg_call_as(sg_store_rows, " in ln]
         assert len(guarded) >= 4, code
-        assert len(re.findall(r"\[v\d+_t, v\d+_lo:v\d+_hi\]\)", code)) >= 2, code
+        assert len(re.findall(r"sg_rows\(v\d+, v\d+_t, v\d+_lo, v\d+_hi\)", code)) >= 2, code
 
 
 def test_scan_with_n_steps_prefix_and_zero_steps():
