@@ -160,13 +160,16 @@ def note_outputs(ctx, op, node, stacked: list, reversals: list) -> None:
 
 
 def _in_parts(op, node) -> bool:
-    """Whether the loop runs as row parts (``lower_scan_parts``): its rows are
-    independent and the trailing shape of every step output is known before the loop
-    (the stacks are allocated before the parts start)."""
+    """Whether the loop runs as row parts (``lower_scan_parts``): more than one thread
+    is allowed (``threads.set_threads``), its rows are independent and the trailing
+    shape of every step output is known before the loop (the stacks are allocated
+    before the parts start)."""
+    from symgraph.backends.numba import threads
     from symgraph.backends.numba.lower_scan_parts import trailing_dims
     from symgraph.backends.numba.rows import independent_rows
 
-    return independent_rows(op) and trailing_dims(op) is not None
+    return (threads.get_threads() > 1 and independent_rows(op)
+            and trailing_dims(op) is not None)
 
 
 def _sinks(body, op, t: str, carry_slots: list, stacked: list, slots: list) -> dict:

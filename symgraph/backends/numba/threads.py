@@ -8,11 +8,20 @@ taking the first. While they run, the BLAS of compiled code uses one thread (eac
 small per-step products run on the part's own core, instead of every product waking the
 BLAS thread pool).
 
+Loops are generated as part functions only while the thread setting is above 1
+(``SYMGRAPH_NUMBA_THREADS=N``, ``0`` for every usable core, or :func:`set_threads`
+before ``sg.function``); the default is 1. On the 2-core development machine, row parts
+measured no steady gain on ``lstm-dinos`` (a 128-wide LSTM: per-step products of
+64 x 128 x 512) against OpenBLAS's own threads, and a loss on ``char-512`` (512 wide:
+each part streams the whole 4 MB recurrent weight every step, the likely cause); with
+more cores and small weights they should scale where a small product's BLAS threads do
+not, which is not measured yet.
+
 The number of parts is ``min(threads, rows // min_rows)`` (at least 1), read at run time
-from :func:`set_threads` / ``SYMGRAPH_NUMBA_THREADS`` (default: the cores this process
-may use) and :func:`set_min_rows` (default :data:`MIN_ROWS`), so cached code follows the
-settings of the process that runs it. A thread that cannot be started runs its part in
-the calling thread. An error in any part is raised after every part has finished.
+from :func:`set_threads` and :func:`set_min_rows` (default :data:`MIN_ROWS`), so cached
+code follows the settings of the process that runs it. A thread that cannot be started
+runs its part in the calling thread. An error in any part is raised after every part has
+finished.
 """
 
 from __future__ import annotations
@@ -51,11 +60,10 @@ _names = itertools.count()
 
 
 def _default_threads() -> int:
-    value = os.environ.get("SYMGRAPH_NUMBA_THREADS")
-    if value:
-        return max(1, int(value))
-    if os.environ.get("SYMGRAPH_NUMBA_PROFILE") == "1":  # per-node counters are not atomic
-        return 1
+    """``SYMGRAPH_NUMBA_THREADS`` (``0``: the cores this process may use), else 1."""
+    value = os.environ.get("SYMGRAPH_NUMBA_THREADS", "1")
+    if int(value) > 0:
+        return int(value)
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux
@@ -67,7 +75,9 @@ _CONFIG = (ctypes.c_int64 * 3)(_default_threads(), MIN_ROWS, 0)
 
 
 def set_threads(n: int) -> None:
-    """Run independent-row loops in up to ``n`` parts (1: never split)."""
+    """Run independent-row loops in up to ``n`` parts, and large products too (1: never
+    split). Loops are generated in parts by ``sg.function`` calls made while ``n > 1``;
+    the parts of compiled code follow the setting at run time."""
     if int(n) < 1:
         raise ValueError(f"threads must be at least 1, got {n}")
     _CONFIG[0] = int(n)

@@ -3,6 +3,8 @@ row parts: the same values and gradients as the numpy reference for any number o
 (``threads.set_threads`` / ``set_min_rows`` are read at run time, so one compiled function
 is run with 1 to 4 parts, down to parts of one row)."""
 
+import contextlib
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -27,6 +29,17 @@ def parts():
     yield lambda n, min_rows: (threads.set_threads(n), threads.set_min_rows(min_rows))
     threads.set_threads(before)
     threads.set_min_rows(threads.MIN_ROWS)
+
+
+@contextlib.contextmanager
+def compiling_in_parts(n: int = 2):
+    """Loops are generated as part functions only while more than one thread is set."""
+    before = threads.get_threads()
+    threads.set_threads(n)
+    try:
+        yield
+    finally:
+        threads.set_threads(before)
 
 
 def scans_of(fn) -> list:
@@ -81,8 +94,10 @@ def _model(kind: str, masked: bool):
         params = embed.params + rnn.params + out.params
         inputs = [ids, targets, mask] + ([] if masked else states)
         outputs = [cost] + sg.grad(cost, params) + ([] if masked else finals)
-        _MODELS[key] = tuple(sg.function(inputs, outputs, mode=m, on_unused_input="ignore")
-                             for m in ("numba", "numpy")) + (rnn.state_sizes,)
+        with compiling_in_parts():
+            _MODELS[key] = tuple(sg.function(inputs, outputs, mode=m,
+                                             on_unused_input="ignore")
+                                 for m in ("numba", "numpy")) + (rnn.state_sizes,)
     return _MODELS[key]
 
 
@@ -112,9 +127,23 @@ def test_models_in_row_parts_match_the_reference(kind, masked, steps, batch, set
 
 
 def test_the_lstm_training_loops_run_in_parts():
+    """With more than one thread set when compiling (see also the single-thread default
+    below)."""
     numba_fn, _, _ = _model("lstm", True)
     assert numba_fn.__source__.count("sg_run_parts(") == 4  # 2 layers, forwards, backwards
     assert numba_fn.__source__.count("\ndef sg_part_") == 4
+
+
+def test_with_one_thread_loops_are_compiled_whole():
+    x, h0, w = T.ftensor3("x"), T.fmatrix("h0"), T.fmatrix("w")
+    hs, _ = sg.scan(lambda xt, h, w: T.tanh(xt + T.dot(h, w)), sequences=[x],
+                    outputs_info=[h0], non_sequences=[w])
+    with compiling_in_parts(1):
+        whole = sg.function([x, h0, w], hs, mode="numba")
+    with compiling_in_parts(2):
+        in_parts = sg.function([x, h0, w], hs, mode="numba")
+    assert "sg_run_parts(" not in whole.__source__
+    assert "sg_run_parts(" in in_parts.__source__
 
 
 # ---- a loop written with sg.scan -------------------------------------------------------------
@@ -134,7 +163,8 @@ def rnn_loop():
                           go_backwards=True)
     cost = (hs * hs).sum() + ys.sum() + hb[-1].sum() + yb[0].sum()
     outs = [hs, ys, hb, yb] + sg.grad(cost, [x, h0, w])
-    return [sg.function([x, h0, w], outs, mode=m) for m in ("numba", "numpy")]
+    with compiling_in_parts():
+        return [sg.function([x, h0, w], outs, mode=m) for m in ("numba", "numpy")]
 
 
 @pytest.mark.parametrize("setting", PART_SETTINGS)
@@ -215,3 +245,26 @@ def test_thread_settings_are_checked():
         threads.set_threads(0)
     with pytest.raises(ValueError):
         threads.set_min_rows(0)
+
+
+def test_row_views_are_the_rows_of_a_step():
+    """``glue.sg_rows``: ``array[index, lo:hi]`` and ``array[lo:hi]`` as C views sharing
+    the array's memory (and keeping it alive)."""
+    import numba
+
+    from symgraph.backends.numba.glue import sg_rows
+
+    @numba.njit
+    def views(a, t, lo, hi):
+        step = sg_rows(a, t, lo, hi)
+        step[0, 0] = -1.0
+        return step, sg_rows(a[t], None, lo, hi)
+
+    a = np.arange(60, dtype=np.float64).reshape(3, 5, 4)
+    step, rows = views(a, 2, 1, 4)
+    assert step.flags.c_contiguous and step.shape == (3, 4)
+    assert_same(step, a[2, 1:4])
+    assert_same(rows, a[2, 1:4])
+    assert a[2, 1, 0] == -1.0  # a view, not a copy
+    del a
+    assert_same(step[1], rows[1])  # still valid: the views hold the memory

@@ -9,6 +9,7 @@ import pytest
 import symgraph as sg
 import symgraph.tensor as T
 from tests.symgraph.backends.test_numba_backend import assert_same
+from tests.symgraph.backends.test_numba_row_parts import compiling_in_parts
 
 
 def both(inputs, outputs, updates=None):
@@ -18,8 +19,9 @@ def both(inputs, outputs, updates=None):
 @pytest.fixture(scope="module", params=["parts", "whole"])
 def rnn(request):
     """A tanh RNN with a per-step output, forwards and backwards, and its gradients. Its
-    rows are independent ("parts": the loops run as row parts, ``lower_scan_parts``)
-    or mixed by a small term over the batch ("whole": one loop over all rows)."""
+    rows are independent and it is compiled with two threads set ("parts": the loops
+    run as row parts, ``lower_scan_parts``), or its rows are mixed by a small term over
+    the batch ("whole": one loop over all rows)."""
     x, h0, w = T.ftensor3("x"), T.fmatrix("h0"), T.fmatrix("w")
     mixed = request.param == "whole"
 
@@ -33,7 +35,8 @@ def rnn(request):
                           go_backwards=True)
     cost = hs[-1].sum() + ys.sum() + (hb * hb).sum() + yb[0].sum()
     outs = [hs, ys, hb, yb] + sg.grad(cost, [x, h0, w])
-    return both([x, h0, w], outs) + [request.param]
+    with compiling_in_parts(2 if request.param == "parts" else 1):
+        return both([x, h0, w], outs) + [request.param]
 
 
 def graph_code(fn) -> str:
