@@ -5,7 +5,7 @@ njit-compiled Python function.
    their own (views read by fused loops through index maps, ``x.shape`` read only as
    ``x.shape[i]``, shape vectors read only by Reshape).
 2. Emit one comment line per node (``# [n7] v12 = Op{props}(v3, v9)``) and its code
-   (``registry.lower``): a fused kernel, a hand-written kernel (``kernels``), a numba
+   (``registry.lower``): a fused kernel, a hand-written kernel (``kernels``, ``products``), a numba
    expression (views, scalar arithmetic), or, for ops without a lowering, the op's
    ``perform`` in object mode. Scan nodes become ``for`` loops with their inner graph
    inline and per-step buffers reused from step to step (``lower_scan``).

@@ -32,6 +32,7 @@ import numpy as np
 from symgraph.backends.numba.prelude import *  # noqa: F401,F403
 from symgraph.backends.numba.glue import *  # noqa: F401,F403
 from symgraph.backends.numba.kernels import *  # noqa: F401,F403
+from symgraph.backends.numba.products import *  # noqa: F401,F403
 from symgraph.backends.numba.threads import sg_run_parts
 from symgraph.backends.numba.prelude import JIT_OPTIONS
 from symgraph.backends.numba.diskcache import load_kernel
@@ -46,7 +47,7 @@ def _version() -> str:
     digest = hashlib.sha1(f"{numba.__version__} {np.__version__} {sys.version}".encode())
     here = Path(__file__).parent
     for name in ("prelude.py", "glue.py", "kernels.py", "pipeline.py", "diskcache.py",
-                 "compiler.py", "lower_random.py", "threads.py"):
+                 "compiler.py", "lower_random.py", "threads.py", "products.py"):
         digest.update((here / name).read_bytes())
     return digest.hexdigest()[:12]
 

@@ -263,8 +263,8 @@ def test_matrix_plus_product_kernel_layouts_broadcasts_and_in_place():
     """The kernel itself: C and F operands give ``c + a @ b``; a row or column repeats
     only where its flag allows; with ``out`` being ``c`` BLAS accumulates in place;
     mismatched sizes raise."""
-    from symgraph.backends.numba.kernels import sg_gemm_add
     from symgraph.backends.numba.prelude import SGRuntimeError
+    from symgraph.backends.numba.products import sg_gemm_add
 
     a, b, c = (values(shape, "float32", seed) for seed, shape in enumerate([(4, 3), (3, 5),
                                                                           (4, 5)]))

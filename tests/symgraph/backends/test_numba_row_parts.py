@@ -206,7 +206,7 @@ def test_zero_steps_in_parts_give_the_initial_state(parts):
 def test_large_products_in_row_parts(parts, layouts, setting):
     """Products of at least ``PARALLEL_PRODUCT`` multiply-adds are cut into row parts,
     each a BLAS call on a pointer offset into C- or F-ordered operands."""
-    from symgraph.backends.numba.kernels import PARALLEL_PRODUCT, sg_gemm, sg_gemm_add
+    from symgraph.backends.numba.products import PARALLEL_PRODUCT, sg_gemm, sg_gemm_add
 
     parts(*setting)
     m, k, n = 301, 250, 230
@@ -223,7 +223,7 @@ def test_large_products_in_row_parts(parts, layouts, setting):
 
 
 def test_a_product_with_no_inner_length_is_zeros():
-    from symgraph.backends.numba.kernels import sg_gemm
+    from symgraph.backends.numba.products import sg_gemm
 
     out = sg_gemm(np.ones((3, 0)), np.ones((0, 4)), np.full((3, 4), np.nan))
     assert_same(out, np.zeros((3, 4)))
