@@ -37,10 +37,12 @@ import hashlib
 import importlib
 import os
 import time
+import warnings
 
 import numba
 import numpy as np
 from numba import types
+from numba.core.errors import NumbaExperimentalFeatureWarning
 
 from symgraph.backends.numba import (
     allocator,
@@ -265,7 +267,10 @@ class Program:
             namespace = diskcache.exec_module(text)
         sites = diskcache.load_sites(self.key) if self.key else None
         parallel = helper.available() and diskcache.cache_dir() is not None
-        with helper.deferring() if parallel else contextlib.nullcontext():
+        with (helper.deferring() if parallel else contextlib.nullcontext(),
+              warnings.catch_warnings()):
+            # a chunk function passed to sg_call is typed as a first-class function
+            warnings.filterwarnings("ignore", category=NumbaExperimentalFeatureWarning)
             if sites is None:  # compiling: the helper takes kernels as typing queues them
                 helper.start(early=True)
             dispatcher = self._jit(namespace, cache=self.key is not None)
