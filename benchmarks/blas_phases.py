@@ -9,8 +9,8 @@ Every round times ``--calls`` products ``c + a @ b`` (``a``: m x k, ``b``: k x n
 the compiled code's ``sg_gemm_add``) with the BLAS of compiled code on one thread, then on
 two, and prints the microseconds per call and their ratio. The default shape is the
 per-step product of ``lstm-dinos``. On the shared 2-core development machine the ratio
-switched between about 1.0 and 1.65 for tens of seconds at a time, with nothing else of
-ours running: run this before a benchmark to see which phase the machine is in.
+switched between about 1.0 and 1.65, for seconds to tens of seconds at a time, with
+nothing else of ours running: run this before a benchmark to see which phase the machine is in.
 """
 
 from __future__ import annotations
