@@ -127,17 +127,25 @@ def _address(fn) -> int:
     return ctypes.cast(fn, ctypes.c_void_p).value
 
 
+def _pthread(name: str):
+    """``name`` from the C library or libpthread, or None (no pthreads here)."""
+    for library in ("c", "pthread"):
+        try:
+            found = getattr(ctypes.CDLL(ctypes.util.find_library(library)), name, None)
+        except (OSError, TypeError):  # pragma: no cover - no such library
+            continue
+        if found is not None:
+            return found
+    return None  # pragma: no cover - not a POSIX system
+
+
 def _register_symbols() -> None:
     """``sg_thread_start`` / ``sg_thread_join`` (pthreads), ``sg_blas_threads_get`` /
     ``_set`` (the compiled products' OpenBLAS) and ``sg_parts_config``; where a library
     lacks one, a stub that starts no thread or leaves the BLAS alone."""
     from numba import cfunc
 
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or None)
-    pthread = libc if hasattr(libc, "pthread_create") else ctypes.CDLL(
-        ctypes.util.find_library("pthread") or None)
-    start = getattr(pthread, "pthread_create", None)
-    join = getattr(pthread, "pthread_join", None)
+    start, join = _pthread("pthread_create"), _pthread("pthread_join")
     if start is None or join is None:  # pragma: no cover - no pthreads: parts run in turn
         start = cfunc(types.int32(types.voidptr, types.voidptr, types.voidptr,
                                   types.voidptr))(lambda t, a, f, x: 1).ctypes

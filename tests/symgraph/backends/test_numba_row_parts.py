@@ -268,3 +268,61 @@ def test_row_views_are_the_rows_of_a_step():
     assert a[2, 1, 0] == -1.0  # a view, not a copy
     del a
     assert_same(step[1], rows[1])  # still valid: the views hold the memory
+
+
+def _rows_times_two_plus_lo(lo, hi, out, bad):
+    for i in range(lo, hi):
+        out[i] = 2.0 * i + lo
+    if lo <= bad < hi:
+        raise threads.SGRuntimeError()
+
+
+def _parent_of(part):
+    """A compiled caller of ``part`` over the rows of ``out``, with the address table
+    filled as the runner fills it."""
+    import numba
+    from numba import types
+
+    part = numba.njit(no_cpython_wrapper=True, no_cfunc_wrapper=True)(part)
+
+    @numba.njit
+    def parent(out, bad, addresses):
+        threads.sg_run_parts(part, 0, addresses, out.shape[0], out, bad)
+
+    argtypes = (numba.typeof(np.zeros(2)), types.int64)
+    parent.compile(argtypes + (numba.typeof(np.zeros(1, np.int64)),))
+    compiled = part.overloads[threads.part_argtypes(argtypes)]
+    addresses = np.array([compiled.library.get_pointer_to_function(
+        compiled.fndesc.llvm_func_name)], np.int64)
+    return lambda out, bad: parent(out, bad, addresses)
+
+
+@pytest.mark.parametrize("starts", [True, False])
+def test_parts_cover_every_row_once_and_raise_after_all_finish(parts, starts):
+    """Each part writes its rows (its ``lo`` shows which part did); an error in the
+    calling thread's part or in another's is raised. Without threads (a platform whose
+    thread start fails), the parts run in turn in the calling thread."""
+    import ctypes
+
+    import llvmlite.binding as llvm
+    from numba import cfunc, types
+
+    failing = cfunc(types.int32(types.voidptr, types.voidptr, types.voidptr,
+                                types.voidptr))(lambda t, a, f, x: 1)
+    if not starts:
+        llvm.add_symbol("sg_thread_start", failing.address)
+    try:
+        run = _parent_of(_rows_times_two_plus_lo)
+    finally:
+        llvm.add_symbol("sg_thread_start", ctypes.cast(threads._pthread("pthread_create"),
+                                                        ctypes.c_void_p).value)
+    for n_parts in (1, 2, 3):
+        parts(n_parts, 4)
+        out = np.full(12, -1.0)
+        run(out, -1)
+        lows = [12 * p // n_parts for p in range(n_parts) for _ in range(12 // n_parts)]
+        assert_same(out, 2.0 * np.arange(12) + np.array(lows, dtype=float))
+    parts(3, 4)
+    for bad in (1, 10):  # the calling thread's part, the last part
+        with pytest.raises(threads.SGRuntimeError):
+            run(np.zeros(12), bad)
