@@ -149,7 +149,8 @@ def _part_body(op, ctx, part, tag, seq_refs, starts, histories, stacked, reverse
 def trailing_dims(op) -> list | None:
     """For each step output, its lengths after the row axis: an int where static, else
     ``(i, axis)`` when it is the length of the step's input ``i`` along ``axis`` (from
-    the ops' shape inference); None when some length is neither."""
+    the ops' shape inference, followed through ``x.shape[k]`` of values the step
+    computes); None when some length is neither."""
     from symgraph.graph import Constant
     from symgraph.ops.basic import tensor
     from symgraph.shape_inference import infer_shapes
@@ -160,17 +161,41 @@ def trailing_dims(op) -> list | None:
         return [list(out.type.shape[1:]) for out in outputs]
     holders = [tuple(tensor("int64", shape=()) for _ in range(v.ndim)) for v in inner.inputs]
     where = {d: (i, axis) for i, dims in enumerate(holders) for axis, d in enumerate(dims)}
+    computed = [v for node in inner.toposort() for v in node.outputs]
+    shapes = dict(zip(computed, infer_shapes(computed, inner.inputs, holders)))
+    shapes.update(zip(inner.inputs, holders))
+
+    def resolve(dim, depth=0):
+        if isinstance(dim, Constant):
+            return int(dim.value)
+        if dim in where:
+            return where[dim]
+        of = _length_of(dim)
+        if of is not None and of[0] in shapes and depth < 16:
+            return resolve(shapes[of[0]][of[1]], depth + 1)
+        return None
+
     found = []
-    for out, dims in zip(outputs, infer_shapes(outputs, inner.inputs, holders)):
-        found.append([])
-        for static, dim in zip(out.type.shape[1:], dims[1:]):
-            if static is not None or isinstance(dim, Constant):
-                found[-1].append(int(static if static is not None else dim.value))
-            elif dim in where:
-                found[-1].append(where[dim])
-            else:
-                return None
+    for out in outputs:
+        dims = [static if static is not None else resolve(dim)
+                for static, dim in zip(out.type.shape[1:], shapes[out][1:])]
+        if None in dims:
+            return None
+        found.append(dims)
     return found
+
+
+def _length_of(dim):
+    """``(x, k)`` when ``dim`` is ``x.shape[k]``, else None."""
+    from symgraph.ops.shape import Shape
+    from symgraph.ops.subtensor import Subtensor
+
+    node = dim.owner
+    if (node is not None and isinstance(node.op, Subtensor) and len(node.op.idx_list) == 1
+            and isinstance(node.op.idx_list[0], int) and node.inputs[0].owner is not None
+            and isinstance(node.inputs[0].owner.op, Shape)):
+        return node.inputs[0].owner.inputs[0], node.op.idx_list[0]
+    return None
 
 
 def _declared_locally(preamble: list, used: set) -> list:

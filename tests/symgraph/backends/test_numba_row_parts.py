@@ -126,11 +126,14 @@ def test_models_in_row_parts_match_the_reference(kind, masked, steps, batch, set
     assert_same(got, numpy_fn(*args), rtol=1e-5, atol=1e-6)
 
 
-def test_the_lstm_training_loops_run_in_parts():
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("masked", [True, False])
+def test_every_training_loop_runs_in_parts(kind, masked):
     """With more than one thread set when compiling (see also the single-thread default
-    below)."""
-    numba_fn, _, _ = _model("lstm", True)
-    assert numba_fn.__source__.count("sg_run_parts(") == 4  # 2 layers, forwards, backwards
+    below): both layers' loops, forwards and backwards, including the lengths of step
+    outputs known only from shape inference through the step's own values."""
+    numba_fn, _, _ = _model(kind, masked)
+    assert numba_fn.__source__.count("sg_run_parts(") == 4
     assert numba_fn.__source__.count("\ndef sg_part_") == 4
 
 
