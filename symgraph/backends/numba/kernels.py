@@ -96,19 +96,18 @@ def sg_store(x, stack, index):
     """``stack[index] = x`` (same shape), skipped when ``x`` already is that slot (the
     kernel computing it wrote it there); returns the slot. A scan step's new carry into
     its history or buffer, or a step output into its stack."""
-    slot = stack[index]
-    if not _same(x.shape, slot.shape):
-        raise SGRuntimeError()
-    if not sg_same_data(x, slot):
-        _copy_loops(slot, x)
-    return slot
+    return _store(x, stack[index])
 
 
 @jit
 def sg_store_rows(x, stack, index, lo, hi):
     """``stack[index, lo:hi] = x``: ``sg_store`` for a loop running in row parts
     (``lower_scan_parts``), each part storing its rows of the step; returns the slot."""
-    slot = stack[index, lo:hi]
+    return _store(x, stack[index, lo:hi])
+
+
+@jit
+def _store(x, slot):
     if not _same(x.shape, slot.shape):
         raise SGRuntimeError()
     if not sg_same_data(x, slot):

@@ -30,10 +30,11 @@ from symgraph.scan.op import Scan
 
 @lower.register(Scan)
 def _scan(op, node, ctx):
-    if ctx.loop_depth == 0 and _in_parts(op, node):
+    dims = _part_dims(op) if ctx.loop_depth == 0 else None
+    if dims is not None:
         from symgraph.backends.numba.lower_scan_parts import emit_in_parts
 
-        return emit_in_parts(op, node, ctx)
+        return emit_in_parts(op, node, ctx, dims)
     from symgraph.backends.numba.compiler import emit_graph
 
     n_steps, seqs, inits, nonseqs = op.split_inputs(list(node.inputs))
@@ -159,17 +160,18 @@ def note_outputs(ctx, op, node, stacked: list, reversals: list) -> None:
             ctx.note(out, "C", owned=True)
 
 
-def _in_parts(op, node) -> bool:
-    """Whether the loop runs as row parts (``lower_scan_parts``): more than one thread
-    is allowed (``threads.set_threads``), its rows are independent and the trailing
-    shape of every step output is known before the loop (the stacks are allocated
-    before the parts start)."""
+def _part_dims(op) -> list | None:
+    """The stacks' trailing lengths (``lower_scan_parts.trailing_dims``) when the loop
+    runs as row parts: more than one thread is allowed (``threads.set_threads``), its
+    rows are independent and the trailing shape of every step output is known before the
+    loop (the stacks are allocated before the parts start); else None."""
     from symgraph.backends.numba import threads
     from symgraph.backends.numba.lower_scan_parts import trailing_dims
     from symgraph.backends.numba.rows import independent_rows
 
-    return (threads.get_threads() > 1 and independent_rows(op)
-            and trailing_dims(op) is not None)
+    if threads.get_threads() > 1 and independent_rows(op):
+        return trailing_dims(op)
+    return None
 
 
 def _sinks(body, op, t: str, carry_slots: list, stacked: list, slots: list) -> dict:

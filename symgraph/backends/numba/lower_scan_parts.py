@@ -34,7 +34,9 @@ from symgraph.backends.numba.lower_scan import (
 )
 
 
-def emit_in_parts(op, node, ctx) -> None:
+def emit_in_parts(op, node, ctx, dims: list) -> None:
+    """Emit the loop as a part function and its ``sg_run_parts`` call; ``dims``: the
+    stacks' trailing lengths (:func:`trailing_dims`)."""
     from symgraph.backends.numba.compiler import CHUNK_LIMIT
 
     n_steps, seqs, inits, nonseqs = op.split_inputs(list(node.inputs))
@@ -62,10 +64,10 @@ def emit_in_parts(op, node, ctx) -> None:
     shapes += [f"{ref}.shape" for ref, _ in nonseq_refs]
     reversals = [_read_reversed(ctx, out) for out in node.outputs[op.n_carry:]]
     stacked = []
-    for out, dims in zip(node.outputs[op.n_carry:], trailing_dims(op)):
+    for out, lengths in zip(node.outputs[op.n_carry:], dims):
         stacked.append(ctx.name_for(out))
         rest = "".join(f", {d}" if isinstance(d, int) else
-                       f", {shapes[d[0]]}[{d[1] + (d[0] < len(seqs))}]" for d in dims)
+                       f", {shapes[d[0]]}[{d[1] + (d[0] < len(seqs))}]" for d in lengths)
         ctx.emit(f"{stacked[-1]} = sg_empty(({n}, {rows}{rest}), {dtype_expr(out.dtype)})")
 
     lines: list[str] = []

@@ -94,14 +94,18 @@ def set_min_rows(n: int) -> None:
     _CONFIG[1] = int(n)
 
 
-@contextlib.contextmanager
 def own_cores():
     """While compiled code runs with more than one thread, the BLAS it calls runs on one:
     the parallel work is cut into parts here (loops, large products), and an idle BLAS
-    thread spinning for its next task would take a core from a part."""
+    thread spinning for its next task would take a core from a part. (A context manager;
+    with one thread, a shared one that does nothing: this is on every call's path.)"""
     if _CONFIG[0] == 1 or _BLAS_GET is None:
-        yield
-        return
+        return _UNCHANGED
+    return _blas_on_one_thread()
+
+
+@contextlib.contextmanager
+def _blas_on_one_thread():
     with _OWNERS_LOCK:  # the first of concurrent callers saves the count, the last restores
         if _OWNERS[0] == 0:
             _OWNERS[1] = _BLAS_GET()
@@ -114,6 +118,9 @@ def own_cores():
             _OWNERS[0] -= 1
             if _OWNERS[0] == 0:
                 _BLAS_SET(_OWNERS[1])
+
+
+_UNCHANGED = contextlib.nullcontext()
 
 
 def part_argtypes(argtypes: tuple) -> tuple:
@@ -150,8 +157,7 @@ def _register_symbols() -> None:
         start = cfunc(types.int32(types.voidptr, types.voidptr, types.voidptr,
                                   types.voidptr))(lambda t, a, f, x: 1).ctypes
         join = cfunc(types.int32(types.int64, types.voidptr))(lambda t, r: 0).ctypes
-    get = blas._symbol(blas._GETTERS)
-    put = blas._symbol(blas._SETTERS)
+    get, put = _BLAS_GET, _BLAS_SET
     if get is None or put is None:  # pragma: no cover - another BLAS: left as it is
         get = cfunc(types.int32())(lambda: 1).ctypes
         put = cfunc(types.void(types.int32))(lambda n: None).ctypes
