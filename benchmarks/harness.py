@@ -11,7 +11,7 @@ workloads it carries (detached) state from one step to the next and starts from 
 dependencies are missing; the runner then skips it with a note.
 
 Register systems with :func:`register` (``SYSTEMS[name] = factory``). The peers (``torch``,
-``jax``) are registered here, lazily: their modules are imported only when built.
+``torch-cuda``, ``jax``) are registered here, lazily: their modules are imported only when built.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def register(name: str, factory: Factory) -> None:
     SYSTEMS[name] = factory
 
 
-def _peer(module: str, what: str) -> Factory:
+def _peer(module: str, what: str, builder: str = "build") -> Factory:
     def factory(workload: Workload, data: Dataset) -> Trainer:
         import importlib
 
@@ -78,12 +78,13 @@ def _peer(module: str, what: str) -> Factory:
             mod = importlib.import_module(module)
         except ImportError as e:
             raise SystemUnavailable(f"{what} is not installed ({e})") from e
-        return mod.build(workload, data)
+        return getattr(mod, builder)(workload, data)
 
     return factory
 
 
 register("torch", _peer("benchmarks.peers.torch_lm", "PyTorch"))
+register("torch-cuda", _peer("benchmarks.peers.torch_lm", "PyTorch", "build_cuda"))
 register("jax", _peer("benchmarks.peers.jax_lm", "JAX"))
 
 

@@ -86,8 +86,20 @@ def _version(dist: str) -> str | None:
         return None
 
 
+def _gpu_names() -> list[str]:
+    """The NVIDIA GPUs ``nvidia-smi`` lists (empty without a driver)."""
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=30, check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line.strip() for line in out.splitlines() if line.strip()]
+
+
 def machine_info(blas: dict | None = None) -> dict:
-    """CPU model, cores, Python and library versions, and the measured BLAS peaks."""
+    """CPU model, cores, GPUs, Python and library versions, and the measured BLAS peaks."""
     try:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:
@@ -99,8 +111,9 @@ def machine_info(blas: dict | None = None) -> dict:
         "platform": platform.platform(),
         "python": platform.python_version(),
         "executable": sys.executable,
+        "gpus": _gpu_names(),
     }
-    for dist in ("numpy", "scipy", "numba", "torch", "jax", "jaxlib", "symgraph"):
+    for dist in ("numpy", "scipy", "numba", "numba-cuda", "torch", "jax", "jaxlib", "symgraph"):
         info[dist] = _version(dist)
     if blas is not None:
         info["blas_gflops"] = blas
@@ -111,9 +124,15 @@ def _fmt(x: float | None, spec: str) -> str:
     return "-" if x is None else format(x, spec)
 
 
+def _torch_peer(system: str) -> str:
+    """The PyTorch system a system is compared with: on the same device."""
+    return "torch-cuda" if system.endswith("cuda") else "torch"
+
+
 def format_table(results: list[Result]) -> str:
-    """The results as an aligned text table (ratio is tokens/s over torch's, same workload)."""
-    torch_rate = {r.workload: r.tokens_per_s for r in results if r.system == "torch"}
+    """The results as an aligned text table; "vs torch" is tokens/s over PyTorch's on the
+    same workload and device (``torch-cuda`` for the CUDA systems, ``torch`` for the rest)."""
+    rate = {(r.workload, r.system): r.tokens_per_s for r in results}
     head = (
         "workload",
         "system",
@@ -129,7 +148,7 @@ def format_table(results: list[Result]) -> str:
         if r.error:
             rows.append((r.workload, r.system, "error", "", "", "", "", ""))
             continue
-        ref = torch_rate.get(r.workload)
+        ref = rate.get((r.workload, _torch_peer(r.system)))
         ratio = r.tokens_per_s / ref if ref and r.tokens_per_s else None
         pct = None if r.peak_fraction is None else 100 * r.peak_fraction
         rows.append(
@@ -284,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     peaks = ", ".join(f"{k} {blas[k]:.1f}" for k in ("numpy", "scipy", "torch") if k in blas)
     print(f"float32 BLAS GFLOP/s ({blas['n']}^3 GEMM, best of {blas['repeats']}): {peaks}")
     info = machine_info(blas)
-    print(f"machine: {info['cpu_model']}, {info['cores_usable']} cores, Python {info['python']}")
+    print(f"machine: {info['cpu_model']}, {info['cores_usable']} cores, Python {info['python']}"
+          + "".join(f", GPU {g}" for g in info["gpus"]))
     opts = {
         "budget_s": args.budget,
         "windows": args.windows,

@@ -1,7 +1,11 @@
 """PyTorch peer: embedding -> nn.LSTM -> linear -> cross-entropy, SGD.
 
 float32, ``torch.set_num_threads(2)``, every parameter uniform(-0.1, 0.1). Layers of equal
-size are one multi-layer ``nn.LSTM`` (oneDNN's fused kernels); unequal sizes are stacked.
+size are one multi-layer ``nn.LSTM`` (oneDNN's fused kernels on the CPU, cuDNN's on a GPU);
+unequal sizes are stacked. ``build`` runs on the CPU (system ``torch``), ``build_cuda`` on
+the first CUDA device (system ``torch-cuda``; the batches are copied to the device once and
+kept there, as the symgraph CUDA system keeps its parameters; ``loss.item()`` waits for the
+device at the end of every step).
 
 Masked workload: two honest implementations, both exactly the same loss and gradients.
 - ``'padded'`` (default): ``nn.LSTM`` over the padded batch, padded targets set to the
@@ -24,9 +28,10 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from benchmarks.data import Batch, Dataset
+from benchmarks.harness import SystemUnavailable
 from benchmarks.workloads import Workload
 
-__all__ = ["TorchLM", "TorchTrainer", "build"]
+__all__ = ["TorchLM", "TorchTrainer", "build", "build_cuda"]
 
 THREADS = 2
 IGNORE = -100
@@ -62,12 +67,15 @@ class TorchLM(nn.Module):
 class TorchTrainer:
     """One SGD step per call; carries detached state for contiguous workloads."""
 
-    def __init__(self, workload: Workload, data: Dataset, masked_impl: str = "padded") -> None:
+    def __init__(
+        self, workload: Workload, data: Dataset, masked_impl: str = "padded", device: str = "cpu"
+    ) -> None:
         torch.set_num_threads(THREADS)
         torch.manual_seed(workload.seed)
         self.workload = workload
         self.masked_impl = masked_impl
-        self.model = TorchLM(data.vocab_size, workload.embed, workload.hidden)
+        self.device = torch.device(device)
+        self.model = TorchLM(data.vocab_size, workload.embed, workload.hidden).to(self.device)
         self.params = list(self.model.parameters())
         self.opt = torch.optim.SGD(self.params, lr=workload.lr)
         self.vocab = data.vocab_size
@@ -88,6 +96,8 @@ class TorchTrainer:
                 t = (x, y.reshape(-1), lengths)
             else:
                 t = (x, y.reshape(-1), None)
+            x, y = t[0].to(self.device), t[1].to(self.device)
+            t = (x, y, t[2])  # pack_padded_sequence wants the lengths on the CPU
             self._cache[batch.index] = t
         return t
 
@@ -113,3 +123,12 @@ class TorchTrainer:
 def build(workload: Workload, data: Dataset) -> TorchTrainer:
     """The harness factory (``BENCH_TORCH_MASKED`` picks the masked implementation)."""
     return TorchTrainer(workload, data, os.environ.get("BENCH_TORCH_MASKED", "padded"))
+
+
+def build_cuda(workload: Workload, data: Dataset) -> TorchTrainer:
+    """The same trainer on the first CUDA device; ``SystemUnavailable`` without one."""
+    if not torch.cuda.is_available():
+        raise SystemUnavailable("PyTorch sees no CUDA device (torch.cuda.is_available() is False)")
+    return TorchTrainer(
+        workload, data, os.environ.get("BENCH_TORCH_MASKED", "padded"), device="cuda"
+    )

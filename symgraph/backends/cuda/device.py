@@ -8,6 +8,7 @@ holds for the rest of the process.
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 
 from symgraph.errors import SymgraphError
@@ -36,6 +37,7 @@ def require_cuda():
         raise CudaUnavailableError(f"mode='cuda': numba-cuda does not import ({exc}); "
                                    f"reinstall it: {INSTALL_HINT}") from None
 
+    _import_array_support()
     if simulator_enabled():
         return cuda
     try:
@@ -46,6 +48,26 @@ def require_cuda():
             "(set before numba.cuda is first imported) for numba-cuda's simulator; "
             f"numba-cuda says: {' '.join(str(exc).split())}") from None
     return cuda
+
+
+def _import_array_support() -> None:
+    """Import numba-cuda's numpy-array implementation, which its kernel compiler loads.
+
+    numba-cuda 0.30.4 registers its CUDA version of ``np.row_stack`` there for every
+    numpy >= 2, but numpy 2.5 removed ``row_stack`` (an alias of ``vstack``), so the import
+    fails on the first kernel compile. With numpy >= 2.5 the alias is put back for the
+    import and removed again after it.
+    """
+    import numpy as np
+
+    if hasattr(np, "row_stack"):
+        importlib.import_module("numba.cuda.np.arrayobj")
+        return
+    np.row_stack = np.vstack
+    try:
+        importlib.import_module("numba.cuda.np.arrayobj")
+    finally:
+        del np.row_stack
 
 
 def simulator_enabled() -> bool:
