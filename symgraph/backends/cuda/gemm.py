@@ -21,7 +21,7 @@ import functools
 
 from symgraph.backends.cuda.context import LoweringContext, fallback, lower
 from symgraph.backends.cuda.jit import compile_kernel, launch, shared_buffer
-from symgraph.backends.cuda.memory import Site
+from symgraph.backends.cuda.memory import Site, reshaped
 from symgraph.errors import ShapeError
 from symgraph.ops.blas import Dot
 from symgraph.ops.dimshuffle import DimShuffle
@@ -114,7 +114,7 @@ def _as_matrix(x, trans: bool, first: bool):
     """A vector operand as a one-row (left) or one-column (right) matrix view."""
     if x.ndim == 2:
         return x, trans
-    return (x.reshape(1, x.shape[0]) if first else x.reshape(x.shape[0], 1)), False
+    return reshaped(x, (1, x.shape[0]) if first else (x.shape[0], 1)), False
 
 
 @lower.register(Dot)
@@ -135,7 +135,7 @@ def _dot(op, node, ctx: LoweringContext) -> None:
         if ka != kb:
             raise ShapeError(f"dot: inner dimensions {ka} and {kb} differ")
         c = site.get(result_shape(m, n))
-        gemm(am, bm, c.reshape(m, n), ta, tb)
+        gemm(am, bm, reshaped(c, (m, n)), ta, tb)
         env[out_slot] = c if out.ndim else c.copy_to_host().reshape(())
 
     ctx.add(step, node)

@@ -22,6 +22,8 @@ import math
 import numpy as np
 from numba import cuda, types
 
+from symgraph.backends.cuda import launcher
+
 #: Threads per block of one-thread-per-element kernels (fewer for smaller arrays).
 MAX_THREADS = 256
 #: Threads per block of kernels that reduce a row in shared memory (a power of two).
@@ -137,8 +139,9 @@ def shared_buffer(name: str, dtype: str) -> str:
 
 def launch(kernel, blocks, threads, args, shared_bytes: int = 0) -> None:
     """``kernel[blocks, threads](*args)`` with ``shared_bytes`` of dynamic shared memory
-    per block: the one place kernels are launched."""
-    kernel[blocks, threads, 0, shared_bytes](*args)
+    per block: the one place kernels are launched (past numba-cuda's per-call dispatch
+    where it can be, :mod:`~symgraph.backends.cuda.launcher`)."""
+    launcher.launch(kernel, blocks, threads, args, shared_bytes)
 
 
 def launch_elements(kernel, total: int, args) -> None:

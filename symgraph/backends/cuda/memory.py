@@ -2,7 +2,11 @@
 device between calls, and results that stay there until someone asks for them.
 
 Every device value this backend makes is a C-contiguous array, so reshapes and
-leading-axis slices are views and copies are plain memory copies.
+leading-axis slices are views and copies are plain memory copies. numba-cuda takes
+about 40-60 us of host time to allocate an array or to make a view of one (measured on
+an H100's host), longer than most kernels of a recurrent step run, so buffers are kept
+per shape (:class:`Site`) and the views of a buffer are made once (:func:`row`,
+:func:`reshaped`).
 
 Residency. :data:`RESIDENT` keeps one device copy per shared variable and is the
 *holder* of :meth:`symgraph.SharedVariable.hold`:
@@ -41,30 +45,82 @@ def device_copy(array) -> object:
     return out
 
 
+_VIEWS: dict[int, dict] = {}
+
+
+def _views_of(array) -> dict:
+    """The views made of ``array`` so far (forgotten when ``array`` dies)."""
+    views = _VIEWS.get(id(array))
+    if views is None:
+        views = _VIEWS[id(array)] = {}
+        weakref.finalize(array, _VIEWS.pop, id(array), None)
+    return views
+
+
+def row(array, t: int):
+    """``array[t]``, a view made once per array and row."""
+    views = _views_of(array)
+    view = views.get(t)
+    if view is None:
+        view = views[t] = array[t]
+    return view
+
+
+def reshaped(array, shape: tuple):
+    """``array.reshape(shape)`` (a view of the C-contiguous ``array``), made once per
+    array and shape; ``array`` itself when ``shape`` is its own."""
+    if array.shape == shape:
+        return array
+    views = _views_of(array)
+    view = views.get(shape)
+    if view is None:
+        view = views[shape] = array.reshape(shape)
+    return view
+
+
+def flat(array):
+    """``array`` as a vector (a view)."""
+    return reshaped(array, (array.size,))
+
+
 class Site:
     """Where a compiled program keeps the output buffer of one variable between runs.
 
     A run's values die when it ends (outputs are copied to the host, updates handed to
     :data:`RESIDENT`, which gives a buffer back), so the next run reuses the buffer when
-    the shape is the same. ``sink``, when set, is used instead: a scan points it at the
-    history slot of the current step so that the step writes its new carry there.
+    the shape is the same. Buffers of the last :data:`SPARE` other shapes are kept too
+    (padded batches come in a few lengths). ``sink``, when set, is used instead: a scan
+    points it at the history slot of the current step so that the step writes its new
+    carry there.
     """
 
-    __slots__ = ("dtype", "array", "sink")
+    #: Buffers of other shapes a site keeps (the least recently used goes first).
+    SPARE = 8
+
+    __slots__ = ("dtype", "array", "sink", "spare")
 
     def __init__(self, dtype: str) -> None:
         self.dtype = np.dtype(dtype)
         self.array = None
         self.sink = None
+        self.spare: dict[tuple, object] = {}
 
     def get(self, shape: tuple):
-        """A device array of ``shape`` (the sink, the kept buffer, or a new one)."""
+        """A device array of ``shape`` (the sink, the kept buffer, a spare one of that
+        shape, or a new one)."""
         sink = self.sink
         if sink is not None and sink.shape == shape:
             return sink
         array = self.array
         if array is None or array.shape != shape:
-            array = self.array = cuda.device_array(shape, self.dtype)
+            if array is not None:
+                self.spare[array.shape] = array
+            array = self.spare.pop(shape, None)
+            if array is None:
+                array = cuda.device_array(shape, self.dtype)
+            if len(self.spare) > self.SPARE:
+                del self.spare[next(iter(self.spare))]
+            self.array = array
         return array
 
 

@@ -24,7 +24,7 @@ import numpy as np
 from symgraph.backends.cuda import jit
 from symgraph.backends.cuda.context import LoweringContext, fallback, lower
 from symgraph.backends.cuda.jit import compile_kernel, launch_rows, shared_buffer
-from symgraph.backends.cuda.memory import Site, to_device
+from symgraph.backends.cuda.memory import Site, flat, reshaped, to_device
 from symgraph.errors import ShapeError
 from symgraph.ops.nnet import CrossEntropyIndexed, LogSoftmax, Softmax, SoftmaxCrossEntropy
 
@@ -155,7 +155,7 @@ def _softmax(op, node, ctx: LoweringContext) -> None:
         rows = xv.size // k if k else 0
         serial = k <= jit.SERIAL_ROW
         launch_rows(softmax_kernel(out.dtype, log, serial), serial, rows, k,
-                    (xv.reshape(xv.size), y.reshape(y.size), k, post, rows))
+                    (flat(xv), flat(y), k, post, rows))
 
     ctx.add(step, node)
 
@@ -186,8 +186,8 @@ def _row_loss(node, ctx: LoweringContext, kernel_for) -> None:
         rows = math.prod(lead)
         y = site.get(lead if out.ndim else (1,))
         kernel, serial = kernel_for(k)
-        launch_rows(kernel, serial, rows, k, (xv.reshape(xv.size), iv.reshape(iv.size),
-                                              y.reshape(rows), flag.device(), k, rows))
+        launch_rows(kernel, serial, rows, k, (flat(xv), flat(iv), reshaped(y, (rows,)),
+                                              flag.device(), k, rows))
         env[out_slot] = y if out.ndim else y.copy_to_host().reshape(())
 
     ctx.add(step, node)

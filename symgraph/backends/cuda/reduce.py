@@ -24,7 +24,7 @@ import numpy as np
 from symgraph.backends.cuda import jit
 from symgraph.backends.cuda.context import LoweringContext, lower
 from symgraph.backends.cuda.jit import compile_kernel, launch_rows, shared_buffer, unravel
-from symgraph.backends.cuda.memory import Site
+from symgraph.backends.cuda.memory import Site, flat, reshaped
 from symgraph.backends.numba.emitter import literal
 from symgraph.errors import ShapeError
 from symgraph.ops.reduce import Reduce
@@ -125,7 +125,7 @@ def _reduce(op, node, ctx: LoweringContext) -> None:
         serial = n_red <= jit.SERIAL_ROW
         kernel = reduce_kernel(op.kind, x.ndim, op.axes, x.dtype, out.dtype, serial)
         launch_rows(kernel, serial, n_out, n_red,
-                    (xv.reshape(xv.size), y.reshape(n_out), *xv.shape, n_red, n_out))
+                    (flat(xv), reshaped(y, (n_out,)), *xv.shape, n_red, n_out))
         env[out_slot] = y if out.ndim else y.copy_to_host().reshape(())
 
     ctx.add(step, node)

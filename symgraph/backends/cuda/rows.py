@@ -21,7 +21,7 @@ import numpy as np
 
 from symgraph.backends.cuda.context import LoweringContext, fallback, lower
 from symgraph.backends.cuda.jit import compile_kernel, launch_elements
-from symgraph.backends.cuda.memory import Site, to_device
+from symgraph.backends.cuda.memory import Site, flat, to_device
 from symgraph.backends.cuda.regions import broadcast_into, copy_into
 from symgraph.ops.subtensor import AdvancedIncSubtensor1, AdvancedSubtensor1
 
@@ -53,10 +53,6 @@ def _ids(idx, ctx: LoweringContext):
     return lambda env: to_device(np.reshape(read(env), 1))
 
 
-def _flat(array):
-    return array.reshape(array.size)
-
-
 @lower.register(AdvancedSubtensor1)
 def _gather(op, node, ctx: LoweringContext) -> None:
     (x, idx), (out,) = node.inputs, node.outputs
@@ -70,7 +66,7 @@ def _gather(op, node, ctx: LoweringContext) -> None:
         n, width = xv.shape[0], math.prod(xv.shape[1:])
         y = site.get(iv.shape[:idx.ndim] + xv.shape[1:] if out.ndim else (1,))
         total = iv.size * width
-        launch_elements(kernel, total, (_flat(xv), _flat(iv), _flat(y), flag.device(), n,
+        launch_elements(kernel, total, (flat(xv), flat(iv), flat(y), flag.device(), n,
                                         width, total))
         env[out_slot] = y if out.ndim else y.copy_to_host().reshape(())
 
@@ -103,7 +99,7 @@ def _scatter(op, node, ctx: LoweringContext) -> None:
             yv = full
         n, width = xv.shape[0], math.prod(xv.shape[1:])
         total = iv.size * width
-        launch_elements(kernel, total, (_flat(target), _flat(yv), _flat(iv), flag.device(), n,
+        launch_elements(kernel, total, (flat(target), flat(yv), flat(iv), flag.device(), n,
                                         width, total))
         env[out_slot] = target
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from symgraph.backends.cuda.context import LoweringContext, lower
-from symgraph.backends.cuda.memory import Site, to_device
+from symgraph.backends.cuda.memory import Site, row, to_device
 from symgraph.errors import ShapeError
 from symgraph.scan.op import Scan, _check_lengths
 
@@ -99,6 +99,7 @@ class ScanStep:
         n = int(self.read_n(env))
         seqs = [(read(env), scalar) for read, scalar in self.read_seqs]
         _check_lengths(self.node, n, [s for s, _ in seqs], op.exact_length)
+        scalars = [scalar for _, scalar in seqs]
         seqs = [s.copy_to_host() if scalar else s for s, scalar in seqs]
         carries = [read(env) for read in self.read_inits]
         nonseqs = [read(env) for read in self.read_nonseqs]
@@ -107,12 +108,13 @@ class ScanStep:
         try:
             for t in range(n):
                 dests = [self._slot(k, slots[k], t) for k in range(op.n_carry)]
-                rows = [stacked[j][t] if self.out_sites[j] is not None and stacked[j] is not None
-                        else None for j in range(op.n_out)]
+                rows = [row(stacked[j], t) if self.out_sites[j] is not None
+                        and stacked[j] is not None else None for j in range(op.n_out)]
                 for site, dest in zip(self.sinks, dests + rows):
                     if site is not None:
                         site.sink = dest
-                results = self.inner.run([s[t] for s in seqs] + carries + nonseqs)
+                slices = [s[t] if scalar else row(s, t) for s, scalar in zip(seqs, scalars)]
+                results = self.inner.run(slices + carries + nonseqs)
                 carries = self._advance(slots, dests, results[:op.n_carry], t)
                 for j, value in enumerate(results[op.n_carry:]):
                     if self.from_input[j] is None:
@@ -131,7 +133,7 @@ class ScanStep:
             return np.empty(n, init.dtype) if self.op.keep_history[k] else None
         if kind == "shifted":
             slots = site.get((n + 1,) + init.shape)
-            _store(slots[0], init, f"carry {k}")
+            _store(row(slots, 0), init, f"carry {k}")
             return slots
         return site.get(((n,) if kind == "history" else (2,)) + init.shape)
 
@@ -141,8 +143,8 @@ class ScanStep:
         if kind == "host":
             return None
         if kind == "shifted":
-            return slots[t + 1]
-        return slots[t] if kind == "history" else slots[t % 2]
+            return row(slots, t + 1)
+        return row(slots, t if kind == "history" else t % 2)
 
     def _advance(self, slots, dests, new, t: int) -> list:
         """Store step ``t``'s new carries; the carries of step ``t + 1``."""
@@ -157,8 +159,8 @@ class ScanStep:
             carries.append(dest)
         return carries
 
-    def _stack(self, j: int, stacked, row, value, n: int, t: int):
-        """Put step ``t``'s output ``j`` in row ``t`` (``row``) of its stacked output."""
+    def _stack(self, j: int, stacked, dest, value, n: int, t: int):
+        """Put step ``t``'s output ``j`` in row ``t`` (``dest``) of its stacked output."""
         site = self.out_sites[j]
         if site is None:  # 0-d values, collected on the host
             stacked = np.empty(n, value.dtype) if stacked is None else stacked
@@ -166,8 +168,8 @@ class ScanStep:
             return stacked
         if stacked is None:
             stacked = site.get((n,) + value.shape)
-            row = stacked[t]
-        _store(row, value, f"output {j} at step {t}")
+            dest = row(stacked, t)
+        _store(dest, value, f"output {j} at step {t}")
         return stacked
 
     def _finish(self, env, seqs, slots, carries, stacked, n: int, nonseqs) -> None:

@@ -15,6 +15,7 @@ import numpy as np
 
 from symgraph.backends.cuda.context import LoweringContext, host_perform, lower
 from symgraph.backends.cuda.elementwise import materialise_view
+from symgraph.backends.cuda.memory import reshaped
 from symgraph.errors import ShapeError
 from symgraph.ops.dimshuffle import DimShuffle
 from symgraph.ops.shape import ARange, Reshape, Shape, SpecifyShape
@@ -51,7 +52,7 @@ def _reshape(op, node, ctx: LoweringContext) -> None:
 
     def step(env):
         xv = env[x_slot]
-        env[out_slot] = xv.reshape(resolved_shape([int(d) for d in read_shape(env)], xv.size))
+        env[out_slot] = reshaped(xv, resolved_shape([int(d) for d in read_shape(env)], xv.size))
 
     ctx.add(step, node)
 
@@ -68,7 +69,7 @@ def _dimshuffle(op, node, ctx: LoweringContext) -> None:
 
     def step(env):
         xv = env[x_slot]
-        env[out_slot] = xv.reshape(tuple(1 if p == "x" else xv.shape[p] for p in op.pattern))
+        env[out_slot] = reshaped(xv, tuple(1 if p == "x" else xv.shape[p] for p in op.pattern))
 
     ctx.add(step, node)
 

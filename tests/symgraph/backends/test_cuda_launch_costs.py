@@ -1,0 +1,114 @@
+"""What the CUDA backend does to keep numba-cuda's host costs out of a step: buffers kept
+per shape, views made once per buffer, and kernels launched past numba-cuda's dispatch
+(on a real GPU) with the same results."""
+
+import ctypes
+import gc
+
+import numpy as np
+import pytest
+
+import symgraph as sg
+import symgraph.tensor as T
+from tests.helpers import require_cuda_backend
+
+require_cuda_backend()
+
+from numba import cuda  # noqa: E402  (numba-cuda is installed: checked above)
+from numba.cuda import types  # noqa: E402
+
+from symgraph.backends.cuda import launcher, memory  # noqa: E402
+from symgraph.backends.cuda.device import simulator_enabled  # noqa: E402
+
+
+def test_a_row_view_is_made_once_and_reads_the_row():
+    array = cuda.to_device(np.arange(12, dtype="float32").reshape(3, 4))
+    first = memory.row(array, 1)
+    assert memory.row(array, 1) is first
+    np.testing.assert_array_equal(first.copy_to_host(), [4, 5, 6, 7])
+    first.copy_to_device(np.zeros(4, "float32"))  # a view: writes land in the array
+    np.testing.assert_array_equal(array.copy_to_host()[1], 0)
+
+
+def test_a_reshaped_view_is_made_once_and_the_array_is_its_own_shape():
+    array = cuda.to_device(np.arange(6, dtype="float32").reshape(2, 3))
+    assert memory.reshaped(array, (2, 3)) is array
+    vector = memory.flat(array)
+    assert vector.shape == (6,) and memory.flat(array) is vector
+    np.testing.assert_array_equal(memory.reshaped(array, (3, 2)).copy_to_host(),
+                                  np.arange(6).reshape(3, 2))
+
+
+def test_views_are_forgotten_with_their_array():
+    array = cuda.to_device(np.zeros((2, 2), "float32"))
+    memory.row(array, 0)
+    key = id(array)
+    assert key in memory._VIEWS
+    del array
+    gc.collect()
+    assert key not in memory._VIEWS
+
+
+def test_a_site_keeps_buffers_of_recent_shapes():
+    site = memory.Site("float32")
+    a = site.get((2, 3))
+    b = site.get((4, 3))
+    assert a is not b and site.get((2, 3)) is a and site.get((4, 3)) is b
+    for k in range(memory.Site.SPARE + 1):  # more other shapes than it keeps
+        site.get((5 + k,))
+    assert site.get((2, 3)) is not a  # the least recently used went first
+    assert len(site.spare) <= memory.Site.SPARE
+
+
+def test_a_scan_over_changing_lengths_reuses_its_buffers_correctly():
+    x, h0 = T.fmatrix("x"), T.fvector("h0")
+    w = sg.shared(np.random.default_rng(0).normal(size=(3, 3)).astype("float32"), name="w")
+    hs, _ = sg.scan(lambda x_t, h: T.tanh(x_t + T.dot(h, w)), sequences=[x], outputs_info=[h0])
+    cost = hs.sum()
+    args = [x, h0], [hs, cost, sg.grad(cost, w)]
+    fast, reference = sg.function(*args, mode="cuda"), sg.function(*args, mode="numpy")
+    rng = np.random.default_rng(1)
+    for n in (3, 5, 3, 1, 5, 3):  # lengths come back: buffers and views are reused
+        values = rng.normal(size=(n, 3)).astype("float32"), rng.normal(size=3).astype("float32")
+        for got, want in zip(fast(*values), reference(*values)):
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_scalars_are_marshalled_with_numba_cudas_ctypes():
+    assert launcher._scalar_packer(types.float32) is ctypes.c_float
+    assert launcher._scalar_packer(types.float64) is ctypes.c_double
+    assert launcher._scalar_packer(types.int64) is ctypes.c_int64
+    assert launcher._scalar_packer(types.uint8) is ctypes.c_uint8
+    assert launcher._scalar_packer(types.boolean) is bool
+    assert launcher._scalar_packer(types.complex64) is None  # not copied: ordinary launch
+    assert launcher._arg_type(3) == types.int64
+    assert launcher._arg_type(np.float32(1)) == types.float32
+    assert launcher._arg_type(np.int32(1)) == types.int32
+
+
+def _function_and_values():
+    x, y = T.fmatrix("x"), T.fmatrix("y")
+    out = [T.tanh(x) * 2 + y, T.dot(x, y.T), x.sum(axis=1)]
+    rng = np.random.default_rng(2)
+    values = [rng.normal(size=(5, 7)).astype("float32") for _ in range(2)]
+    return sg.function([x, y], out, mode="cuda"), sg.function([x, y], out, mode="numpy"), values
+
+
+@pytest.mark.skipif(not simulator_enabled(), reason="on a real GPU the direct path is taken")
+def test_the_simulator_launches_the_ordinary_way():
+    fast, reference, values = _function_and_values()
+    before = launcher.direct_launches()
+    for got, want in zip(fast(*values), reference(*values)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert launcher.direct_launches() == before
+
+
+@pytest.mark.skipif(simulator_enabled(), reason="the direct path needs a real GPU")
+def test_launches_past_the_dispatch_give_the_reference_results():
+    fast, reference, values = _function_and_values()
+    fast(*values)  # the first launches compile, the ordinary way
+    before = launcher.direct_launches()
+    for _ in range(2):
+        for got, want in zip(fast(*values), reference(*values)):
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    assert launcher.direct_launches() >= before + 6  # three kernels, twice
