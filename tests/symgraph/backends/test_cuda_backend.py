@@ -57,10 +57,21 @@ def test_fused_kernels_read_views_in_place():
 
 # ---- matrix products ---------------------------------------------------------------------
 
+@pytest.fixture
+def split_inner(monkeypatch):
+    """Products as small as the tests' cut their inner dimension into chunks of 4-8."""
+    monkeypatch.setattr("symgraph.backends.cuda.gemm.MIN_CHUNK", 4)
+    monkeypatch.setattr("symgraph.backends.cuda.gemm.TARGET_BLOCKS", 1000)
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["whole", "split"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, False), (False, True),
                                              (True, True)])
-def test_gemm_with_transposed_operands_and_shapes_off_the_tile(dtype, trans_a, trans_b):
+def test_gemm_with_transposed_operands_and_shapes_off_the_tile(dtype, trans_a, trans_b,
+                                                               split, request):
+    if split:
+        request.getfixturevalue("split_inner")
     a, b = T.matrix("a", dtype=dtype), T.matrix("b", dtype=dtype)
     av, bv = values((3, 9), dtype), values((9, 5), dtype, 1)  # 4x4 tiles, k = 9
     if trans_a:
@@ -80,6 +91,25 @@ def test_gemm_on_larger_tiles_and_with_vectors():
     same_as_numpy([a, b, v, w], [T.dot(a, b), T.dot(a, v), T.dot(w, b.T), T.dot(v, v)],
                   values((6, 5)), values((5, 7), seed=1), values(5, seed=2), values(7, seed=3))
     same_as_numpy([a, b], T.dot(a, b), values((10, 3)), values((3, 9), seed=3))  # 16x16
+
+
+def test_split_products_add_every_chunk_once(split_inner):
+    from symgraph.backends.cuda.gemm import split_for
+
+    assert split_for(1, 9, 4) == (2, 8) and split_for(1, 17, 4) == (3, 8)  # last one short
+    a, b, c = T.fmatrix("a"), T.fmatrix("b"), T.fmatrix("c")
+    for k in (1, 4, 8, 9, 13, 17):  # no split, exact chunks, a short last chunk
+        same_as_numpy([a, b, c], [T.dot(a, b), T.dot(c.T, b.T.T)], values((3, k), seed=k),
+                      values((k, 5), seed=k + 1), values((k, 3), seed=k + 2), rtol=1e-5)
+
+
+def test_split_sizes_for_a_large_gpu():
+    from symgraph.backends.cuda.gemm import split_for
+
+    assert split_for(64, 2048, 16) == (4, 512)  # a recurrent step's dgates @ U^T
+    assert split_for(256, 512, 16) == (1, 512)  # enough blocks already
+    assert split_for(4, 300, 16) == (1, 300)  # too short to cut
+    assert split_for(1, 1000, 16) == (3, 336)  # chunks of whole tiles
 
 
 # ---- reductions --------------------------------------------------------------------------
