@@ -95,6 +95,14 @@ def _arg_type(value):
     return found
 
 
+def _token(value) -> int:
+    """A cheap stand-in for ``_arg_type(value)`` in cache keys: the identity of the
+    (interned) numba type of an array, or of a scalar's class. Entries keep their types
+    alive, so an identity in a key is never reused by another object."""
+    array_type = getattr(value, "_numba_type_", None)
+    return id(array_type if array_type is not None else type(value))
+
+
 def _scalar_packer(ty):
     """The ctypes constructor numba-cuda marshals a scalar of type ``ty`` with."""
     if isinstance(ty, types.Boolean):
@@ -104,11 +112,14 @@ def _scalar_packer(ty):
     return {types.float32: ctypes.c_float, types.float64: ctypes.c_double}.get(ty)
 
 
-def _entry(kernel, arg_types):
-    """``(cuda.core kernel, packers)`` for the compiled overload, or ``_ORDINARY``."""
+def _entry(kernel, args):
+    """``(cuda.core kernel, packers, argument types)`` for the compiled overload of the
+    types of ``args``, ``_ORDINARY``, or None when it is not compiled yet (the ordinary
+    launch compiles it)."""
+    arg_types = tuple(_arg_type(a) for a in args)
     overload = kernel.overloads.get(arg_types)
     if overload is None:
-        return None  # not compiled yet: the ordinary launch compiles it
+        return None
     if getattr(overload, "debug", False) or getattr(overload, "cooperative", False):
         return _ORDINARY
     packers = []
@@ -120,21 +131,21 @@ def _entry(kernel, arg_types):
         if pack is None:
             return _ORDINARY
         packers.append(pack)
-    return overload._codelibrary.get_cufunc().kernel, packers
+    classes = tuple(type(a) for a in args)  # the scalar classes the key names
+    return overload._codelibrary.get_cufunc().kernel, packers, (arg_types, classes)
 
 
 def _direct(kernel, blocks, threads, args, shared_bytes) -> bool:
-    arg_types = tuple(_arg_type(a) for a in args)
-    key = (kernel, arg_types)
+    key = (kernel, *map(_token, args))
     entry = _ENTRIES.get(key)
     if entry is None:
-        entry = _entry(kernel, arg_types)
+        entry = _entry(kernel, args)
         if entry is None:
             return False
         _ENTRIES[key] = entry
     if entry is _ORDINARY:
         return False
-    core_kernel, packers = entry
+    core_kernel, packers, _ = entry
     packed = []
     for pack, value in zip(packers, args):
         if pack is None:

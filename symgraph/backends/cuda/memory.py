@@ -78,6 +78,17 @@ def reshaped(array, shape: tuple):
     return view
 
 
+def sliced(array, key: tuple):
+    """``array[key]`` for a key of indices and ``(start, stop)`` pairs (a view), made
+    once per array and key."""
+    views = _views_of(array)
+    view = views.get(key)
+    if view is None:
+        view = views[key] = array[tuple(slice(*k) if isinstance(k, tuple) else k
+                                        for k in key)]
+    return view
+
+
 def flat(array):
     """``array`` as a vector (a view)."""
     return reshaped(array, (array.size,))

@@ -23,7 +23,7 @@ import numpy as np
 
 from symgraph.backends.cuda.context import LoweringContext, host_perform, lower
 from symgraph.backends.cuda.jit import compile_kernel, launch_elements, unravel
-from symgraph.backends.cuda.memory import Site
+from symgraph.backends.cuda.memory import Site, sliced
 from symgraph.errors import ShapeError
 from symgraph.ops.shape import Alloc, Join
 from symgraph.ops.subtensor import IncSubtensor, Slice, Subtensor
@@ -139,14 +139,15 @@ def _contiguous_view(entries: tuple, idx_list: tuple) -> bool:
 
 
 def _view_key(entries: tuple, bounds: list, dims: list) -> tuple:
-    """The normalised key of a contiguous view: indices and ``slice(start, stop)``."""
+    """The normalised key of a contiguous view: indices and ``(start, stop)`` pairs
+    (:func:`~symgraph.backends.cuda.memory.sliced`)."""
     key, bound, dim = [], iter(bounds), iter(dims)
     for kind in entries:
         if kind == "index":
             key.append(next(bound))
         else:
             start, _ = next(bound), next(bound)
-            key.append(slice(start, start + next(dim)))
+            key.append((start, start + next(dim)))
     return tuple(key)
 
 
@@ -165,8 +166,11 @@ def _subtensor(op, node, ctx: LoweringContext) -> None:
         key = op._key([read(env) for read in read_index], xv.shape, node)
         bounds, dims = region_bounds(key, xv.shape)
         if view:
-            value = xv[_view_key(entries, bounds, dims)]
-            env[out_slot] = value if out.ndim else np.asarray(value, out.dtype).reshape(())
+            key = _view_key(entries, bounds, dims)
+            if out.ndim:
+                env[out_slot] = sliced(xv, key)
+            else:  # one element, copied to the host
+                env[out_slot] = np.asarray(xv[key], out.dtype).reshape(())
             return
         y = env[out_slot] = site.get(tuple(dims))
         total = math.prod(dims)

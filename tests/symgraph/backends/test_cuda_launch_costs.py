@@ -112,3 +112,15 @@ def test_launches_past_the_dispatch_give_the_reference_results():
         for got, want in zip(fast(*values), reference(*values)):
             np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     assert launcher.direct_launches() >= before + 6  # three kernels, twice
+
+
+def test_cached_views_of_reused_buffers_read_each_call_s_values():
+    x = T.fmatrix("x")
+    doubled = x * 2  # computed into a buffer the function keeps between calls
+    outs = [doubled[1:3] * 3, doubled[1] + 1, doubled[2, 1] * 5, doubled[:, 1:].sum(axis=0)]
+    fast, reference = sg.function([x], outs, mode="cuda"), sg.function([x], outs, mode="numpy")
+    rng = np.random.default_rng(3)
+    for _ in range(3):
+        value = rng.normal(size=(4, 3)).astype("float32")
+        for got, want in zip(fast(value), reference(value)):
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
