@@ -105,8 +105,9 @@ class Site:
     carry there.
     """
 
-    #: Buffers of other shapes a site keeps (the least recently used goes first).
-    SPARE = 8
+    #: Buffers of other shapes a site keeps (the least recently used goes first): the
+    #: padded lengths of a bucketed corpus (lstm-dinos has 10) all stay.
+    SPARE = 16
 
     __slots__ = ("dtype", "array", "sink", "spare")
 
