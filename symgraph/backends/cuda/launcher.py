@@ -20,17 +20,22 @@ simulator) takes the ordinary launch, which gives the same result.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 
 from numba.cuda import types
 
-__all__ = ["launch", "direct_launches"]
+__all__ = ["launch", "copy", "on_stream", "direct_launches"]
 
 _ORDINARY = object()  # marks a (kernel, types) key that takes the ordinary launch
 _ENTRIES: dict = {}
 _CONFIGS: dict = {}
 _SCALAR_TYPES: dict = {}
-_STATE = {"direct": 0, "enabled": None, "stream": None, "config": None, "launch": None}
+#: ``stream``: the cuda.core stream of direct launches; ``numba_stream``: the same
+#: stream for numba-cuda (0: the default stream); ``log``: where the arrays of launches
+#: and copies are kept while a graph is captured (None otherwise).
+_STATE = {"direct": 0, "enabled": None, "stream": None, "config": None, "launch": None,
+          "numba_stream": 0, "log": None}
 
 
 def direct_launches() -> int:
@@ -39,9 +44,36 @@ def direct_launches() -> int:
 
 
 def launch(kernel, blocks, threads, args, shared_bytes: int = 0) -> None:
-    """``kernel[blocks, threads, 0, shared_bytes](*args)``, directly when it can be."""
+    """``kernel[blocks, threads, stream, shared_bytes](*args)`` on the current stream
+    (:func:`on_stream`), directly when it can be."""
+    if _STATE["log"] is not None:
+        _STATE["log"].append(args)
     if not (_enabled() and _direct(kernel, blocks, threads, args, shared_bytes)):
-        kernel[blocks, threads, 0, shared_bytes](*args)
+        kernel[blocks, threads, _STATE["numba_stream"], shared_bytes](*args)
+
+
+def copy(dest, source) -> None:
+    """Copy the device array ``source`` into ``dest`` on the current stream."""
+    if _STATE["log"] is not None:
+        _STATE["log"].append((dest, source))
+    dest.copy_to_device(source, stream=_STATE["numba_stream"])
+
+
+@contextlib.contextmanager
+def on_stream(stream, log: list):
+    """Launch and copy on the numba-cuda ``stream`` inside the block (a graph being
+    captured), appending the arrays of every launch and copy to ``log`` (the graph
+    uses their memory, so it must outlive them)."""
+    from numba.cuda.cudadrv import driver
+
+    saved = dict(_STATE)
+    _STATE.update(numba_stream=stream, log=log,
+                  stream=driver._to_core_stream(stream) if _enabled() else None)
+    try:
+        yield
+    finally:
+        for name in ("numba_stream", "log", "stream"):
+            _STATE[name] = saved[name]
 
 
 def _enabled() -> bool:

@@ -21,6 +21,7 @@ import math
 
 import numpy as np
 
+from symgraph.backends.cuda import launcher
 from symgraph.backends.cuda.context import LoweringContext, host_perform, lower
 from symgraph.backends.cuda.jit import compile_kernel, launch_elements, unravel
 from symgraph.backends.cuda.memory import Site, sliced
@@ -208,7 +209,7 @@ def copy_into(site: Site, x):
     """``x`` copied into the buffer of ``site`` (device to device)."""
     out = site.get(x.shape)
     if x.size:
-        out.copy_to_device(x)
+        launcher.copy(out, x)
     return out
 
 

@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from symgraph.backends.cuda import launcher
 from symgraph.backends.cuda.context import LoweringContext, lower
+from symgraph.backends.cuda.graphs import LoopGraphs
 from symgraph.backends.cuda.memory import Site, row, to_device
 from symgraph.errors import ShapeError
 from symgraph.scan.op import Scan, _check_lengths
@@ -51,7 +53,7 @@ def _store(dest, value, what: str) -> None:
     if value.shape != dest.shape:
         raise ShapeError(f"scan: {what} has shape {value.shape}, expected {dest.shape}")
     if value.size:
-        dest.copy_to_device(value)
+        launcher.copy(dest, value)
 
 
 class ScanStep:
@@ -81,6 +83,7 @@ class ScanStep:
         self.out_sites = [ctx.new_site(v) if v.ndim > 1 and i is None else None
                           for v, i in zip(node.outputs[op.n_carry:], self.from_input)]
         self.sinks = self._sink_sites()
+        self.graphs = LoopGraphs()
 
     def _sink_sites(self) -> list:
         """For each inner output, the inner site to point at its slot (None when the
@@ -104,6 +107,14 @@ class ScanStep:
         carries = [read(env) for read in self.read_inits]
         nonseqs = [read(env) for read in self.read_nonseqs]
         slots = [self._carry_slots(k, c, n) for k, c in enumerate(carries)]
+        parts = None if any(scalars) or n == 0 else [n, *seqs, *carries, *nonseqs, *slots]
+        carries, stacked = self.graphs.run(
+            parts, lambda: self._loop(n, seqs, scalars, carries, nonseqs, slots), self._owned)
+        self._finish(env, seqs, slots, carries, stacked, n, nonseqs)
+
+    def _loop(self, n: int, seqs, scalars, carries, nonseqs, slots) -> tuple:
+        """Run the steps; the last carries and the stacked step outputs."""
+        op = self.op
         stacked: list = [None] * op.n_out
         try:
             for t in range(n):
@@ -123,7 +134,12 @@ class ScanStep:
             for site in self.sinks:
                 if site is not None:
                     site.sink = None
-        self._finish(env, seqs, slots, carries, stacked, n, nonseqs)
+        return carries, stacked
+
+    def _owned(self, results) -> list:
+        """The stacked outputs' ``(site, buffer)`` pairs (a replay needs them unchanged)."""
+        return [(site, array) for site, array in zip(self.out_sites, results[1])
+                if site is not None and array is not None]
 
     def _carry_slots(self, k: int, init, n: int):
         """The buffer taking carry ``k``'s new values (see the module docstring): a

@@ -124,3 +124,51 @@ def test_cached_views_of_reused_buffers_read_each_call_s_values():
         value = rng.normal(size=(4, 3)).astype("float32")
         for got, want in zip(fast(value), reference(value)):
             np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_graphs_are_off_in_the_simulator_and_when_turned_off(monkeypatch):
+    from symgraph.backends.cuda import graphs
+
+    if simulator_enabled():
+        assert not graphs.enabled() and graphs.LoopGraphs().broken
+    monkeypatch.setenv("SYMGRAPH_CUDA_GRAPHS", "0")
+    assert not graphs.enabled()
+    calls = []
+    loops = graphs.LoopGraphs()
+    for _ in range(3):  # would be captured by the second run, replayed by the third
+        assert loops.run([3], lambda: calls.append(1) or "done", lambda r: []) == "done"
+    assert len(calls) == 3 and not loops.replays
+
+
+@pytest.mark.skipif(simulator_enabled(), reason="CUDA graphs need a real GPU")
+def test_scan_loops_replayed_as_graphs_train_like_the_reference():
+    import symgraph.models as M
+    from symgraph.backends.cuda import graphs
+
+    def build(mode):
+        rng = np.random.default_rng(0)
+        ids, targets, mask = T.imatrix("ids"), T.imatrix("targets"), T.fmatrix("mask")
+        embed = M.Embedding(11, 8, rng, init_scale=0.1, dtype="float32")
+        rnn = M.StackedRNN("lstm", 8, [16], rng, init_scale=0.1, dtype="float32")
+        out = M.LogisticRegression(16, 11, rng, init_scale=0.1, dtype="float32")
+        hs, _ = rnn(embed(ids), mask)
+        cost = M.sequence_cross_entropy(out.logits(hs), targets, mask, normalize="token")
+        params = embed.params + rnn.params + out.params
+        updates = M.sgd(params, sg.grad(cost, params), 0.5)
+        return sg.function([ids, targets, mask], cost, updates=updates, mode=mode), params
+
+    rng = np.random.default_rng(4)
+    batches = []
+    for n in (5, 7, 5, 7, 5, 7, 5, 7, 5, 7):  # keys recur: captured, then replayed
+        mask = np.ones((n, 6), "float32")
+        mask[n - 2:, 3] = 0.0
+        batches.append((rng.integers(0, 11, (n, 6)).astype("int32"),
+                        rng.integers(0, 11, (n, 6)).astype("int32"), mask))
+    (fast, fast_params), (reference, ref_params) = build("cuda"), build("numpy")
+    before = dict(graphs.STATS)
+    for batch in batches:
+        np.testing.assert_allclose(fast(*batch), reference(*batch), rtol=1e-4)
+    for got, want in zip(fast_params, ref_params):
+        np.testing.assert_allclose(got.get_value(), want.get_value(), rtol=1e-3, atol=1e-5)
+    assert graphs.STATS["failed"] == before["failed"]
+    assert graphs.STATS["replayed"] > before["replayed"]
