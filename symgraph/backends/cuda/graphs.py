@@ -15,11 +15,11 @@ value it reads (0-d non-sequences and carries). Its own step buffers are fixed o
 touches alive. A replay is refused when a stacked output's buffer is no longer its
 site's (handed to a shared variable by an update).
 
-What cannot be captured: a loop that copies a device value to the host (a 0-d value
-computed on the device) or a host value to the device, or that reads 1-d sequences
-element by element on the host. The first such capture fails, and that scan then
-always runs its loop from Python. ``SYMGRAPH_CUDA_GRAPHS=0`` turns graphs off; the
-simulator has none.
+What cannot be captured: a loop with 0-d carries or step outputs, or 1-d sequences
+(kept on the host, element by element, by the Python loop; such scans are never
+captured), and a loop that copies a device value to the host or a host value to the
+device (its first capture fails, and that scan then always runs its loop from Python).
+``SYMGRAPH_CUDA_GRAPHS=0`` turns graphs off; the simulator has none.
 """
 
 from __future__ import annotations
@@ -68,10 +68,10 @@ def _key_part(value):
     """What a loop's launches read of one input value."""
     if value is None:
         return None
-    if isinstance(value, np.ndarray | np.generic):
+    view = getattr(value, "_strided_memory_view_shim", None)
+    if view is None:  # a host value: a number or a numpy array
         host = np.asarray(value)
         return ("host", host.dtype.str, host.shape, host.tobytes())
-    view = value._strided_memory_view_shim
     return (view.ptr, view.shape, view._layout.strides_in_bytes, view.dtype.str)
 
 

@@ -84,6 +84,9 @@ class ScanStep:
                           for v, i in zip(node.outputs[op.n_carry:], self.from_input)]
         self.sinks = self._sink_sites()
         self.graphs = LoopGraphs()
+        # 0-d carries and step outputs are kept on the host by the Python loop itself
+        self.capturable = "host" not in self.kinds and all(
+            site is not None or i is not None for site, i in zip(self.out_sites, self.from_input))
 
     def _sink_sites(self) -> list:
         """For each inner output, the inner site to point at its slot (None when the
@@ -107,7 +110,8 @@ class ScanStep:
         carries = [read(env) for read in self.read_inits]
         nonseqs = [read(env) for read in self.read_nonseqs]
         slots = [self._carry_slots(k, c, n) for k, c in enumerate(carries)]
-        parts = None if any(scalars) or n == 0 else [n, *seqs, *carries, *nonseqs, *slots]
+        parts = ([n, *seqs, *carries, *nonseqs, *slots]
+                 if self.capturable and n and not any(scalars) else None)
         carries, stacked = self.graphs.run(
             parts, lambda: self._loop(n, seqs, scalars, carries, nonseqs, slots), self._owned)
         self._finish(env, seqs, slots, carries, stacked, n, nonseqs)
