@@ -37,6 +37,15 @@ def to_device(value) -> object:
     return cuda.to_device(np.ascontiguousarray(value))
 
 
+def upload(site: Site, value) -> object:
+    """The host array ``value`` copied into the buffer ``site`` keeps for its shape."""
+    value = np.ascontiguousarray(value, dtype=site.dtype)
+    array = site.get(value.shape)
+    if value.size:
+        array.copy_to_device(value)
+    return array
+
+
 def device_copy(array) -> object:
     """A new device array equal to the device array ``array`` (device-to-device)."""
     out = cuda.device_array(array.shape, array.dtype)

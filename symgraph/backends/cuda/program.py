@@ -5,7 +5,9 @@ the elementwise groups and absorbed views of the numba backend's fusion plan, de
 which transposes matrix products read in place, and hands every other node to its
 lowering (``context.lower``). A scan's inner graph is a Program of its own.
 
-:class:`Runner` is what ``mode='cuda'`` returns to ``Function``: it uploads the inputs,
+:class:`Runner` is what ``mode='cuda'`` returns to ``Function``: it uploads the inputs
+(into buffers kept per input and shape, so that a loop reading them meets the same
+addresses from call to call: :mod:`~symgraph.backends.cuda.graphs`),
 takes shared variables from their resident device copies (``memory.RESIDENT``), runs
 the program, checks the error flag, and returns device results lazily
 (:class:`~symgraph.backends.cuda.memory.DeviceResult`): outputs are copied to the host by
@@ -28,7 +30,7 @@ from symgraph.backends.cuda import (  # noqa: F401  (register their lowerings)
 )
 from symgraph.backends.cuda.context import ErrorFlag, LoweringContext, host_perform, lower
 from symgraph.backends.cuda.elementwise import lower_group
-from symgraph.backends.cuda.memory import RESIDENT, DeviceResult, to_device
+from symgraph.backends.cuda.memory import RESIDENT, DeviceResult, Site, upload
 from symgraph.backends.numba import fusion
 from symgraph.fgraph import FunctionGraph
 from symgraph.graph import HELD, toposort
@@ -86,18 +88,19 @@ class Runner:
         self.program = Program(fgraph.inputs, fgraph.outputs, self.flag)
         self.inputs = [(var, LoweringContext.on_host(var), k >= n_inputs)
                        for k, var in enumerate(fgraph.inputs)]
+        self.input_sites = [Site(var.dtype) for var in fgraph.inputs]
         self.result_sites = [self.program.sites.get(v) for v in fgraph.outputs]
         self.source = self.program.listing()
 
     def __call__(self, values: list) -> list:
         args = []
-        for (var, host, shared), value in zip(self.inputs, values):
+        for (var, host, shared), site, value in zip(self.inputs, self.input_sites, values):
             if host:
                 args.append(np.asarray(value))
             elif shared:
                 args.append(RESIDENT.device_value(var, value))
             else:
-                args.append(to_device(value))
+                args.append(upload(site, value))
         try:
             results = self.program.run(args)
             if self.flag.raised():
