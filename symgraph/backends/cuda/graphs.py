@@ -34,8 +34,9 @@ from symgraph.backends.cuda import launcher
 
 __all__ = ["LoopGraphs", "STATS", "enabled"]
 
-#: Counts for tests and profiles: loops captured, replayed, and captures that failed.
-STATS = {"captured": 0, "replayed": 0, "failed": 0}
+#: Counts for tests and profiles: loops captured, replayed, captures that failed, and
+#: replays refused because an output buffer changed hands.
+STATS = {"captured": 0, "replayed": 0, "failed": 0, "stale": 0}
 _STATE = {"capturing": False, "stream": None}
 
 
@@ -151,6 +152,7 @@ class LoopGraphs:
                 STATS["replayed"] += 1
                 return replay.results
             del self.replays[key]
+            STATS["stale"] += 1
         if key not in self.seen:  # the first run makes the buffers and compiles
             if len(self.seen) > 16 * self.MAX:
                 self.seen.clear()
