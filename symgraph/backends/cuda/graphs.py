@@ -86,7 +86,9 @@ class _Replay:
         weakref.finalize(self, _destroy, driver, graph, executable)
 
     def valid(self) -> bool:
-        return all(site.array is array for site, array in self.owned)
+        """Whether every stacked output's site still gives the captured buffer for its
+        shape (asking makes it the site's current buffer, as the loop would)."""
+        return all(site.get(array.shape) is array for site, array in self.owned)
 
     def launch(self) -> None:
         driver = _driver()
