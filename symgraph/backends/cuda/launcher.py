@@ -15,7 +15,9 @@ kernel and argument types and then launches with what it kept:
   cached ``_strided_memory_view_shim`` holds), a scalar a ctypes value of its type.
 
 Anything unexpected (another numba-cuda, an argument type not listed here, the
-simulator) takes the ordinary launch, which gives the same result.
+simulator) takes the ordinary launch, which gives the same result. Launches and the
+copies of scan loops (:func:`copy`) go to the default stream, or to the stream a loop
+is being captured on (:func:`on_stream`, :mod:`~symgraph.backends.cuda.graphs`).
 """
 
 from __future__ import annotations
@@ -66,9 +68,10 @@ def on_stream(stream, log: list):
     uses their memory, so it must outlive them)."""
     from numba.cuda.cudadrv import driver
 
+    direct = _enabled()  # sets up the default stream first, so that it is restored
     saved = dict(_STATE)
     _STATE.update(numba_stream=stream, log=log,
-                  stream=driver._to_core_stream(stream) if _enabled() else None)
+                  stream=driver._to_core_stream(stream) if direct else None)
     try:
         yield
     finally:
