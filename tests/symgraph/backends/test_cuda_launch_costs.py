@@ -172,3 +172,102 @@ def test_scan_loops_replayed_as_graphs_train_like_the_reference():
         np.testing.assert_allclose(got.get_value(), want.get_value(), rtol=1e-3, atol=1e-5)
     assert graphs.STATS["failed"] == before["failed"]
     assert graphs.STATS["replayed"] > before["replayed"]
+
+
+class _FakeReplay:
+    """Stands in for a captured graph: ``launch`` counts, ``valid`` asks the sites."""
+
+    def __init__(self, results, owned):
+        self.results, self.owned, self.launches = results, owned, 0
+
+    def valid(self):
+        return all(site.get(array.shape) is array for site, array in self.owned)
+
+    def launch(self):
+        self.launches += 1
+
+
+@pytest.fixture
+def fake_capture(monkeypatch):
+    """Loops 'captured' by running them once (no GPU needed); graphs turned on."""
+    from symgraph.backends.cuda import graphs
+
+    captured = []
+
+    def capture(loop, owned):
+        results = loop()
+        captured.append(_FakeReplay(results, owned(results)))
+        return captured[-1]
+
+    monkeypatch.setattr(graphs, "_capture", capture)
+    monkeypatch.setattr(graphs, "enabled", lambda: True)
+    return captured
+
+
+def test_a_loop_is_captured_on_its_second_sighting_and_replayed_after(fake_capture):
+    from symgraph.backends.cuda import graphs
+
+    site = memory.Site("float32")
+    runs = []
+
+    def loop():
+        runs.append(1)
+        return "carries", [site.get((2, 3))]
+
+    def owned(results):
+        return [(site, results[1][0])]
+
+    loops = graphs.LoopGraphs()
+    for _ in range(4):  # run, capture (runs once while capturing), replay, replay
+        assert loops.run([5], loop, owned)[0] == "carries"
+    assert len(runs) == 2 and len(fake_capture) == 1 and fake_capture[0].launches == 3
+    buffer = site.array
+    site.get((7, 3))  # another length comes between: the replay takes its buffer back
+    assert loops.run([5], loop, owned)[0] == "carries" and site.array is buffer
+    assert len(runs) == 2 and fake_capture[0].launches == 4
+    site.array = memory.Site("float32").get((2, 3))  # the buffer changed hands: stale
+    stale = graphs.STATS["stale"]
+    loops.run([5], loop, owned)
+    assert graphs.STATS["stale"] == stale + 1 and len(runs) == 3  # ran, key seen: recapture
+    loops.run([5], loop, owned)
+    assert len(fake_capture) == 2
+
+
+def test_keys_tell_inputs_apart_and_a_failed_capture_turns_a_loop_off(fake_capture,
+                                                                     monkeypatch):
+    from symgraph.backends.cuda import graphs
+
+    loops, runs = graphs.LoopGraphs(), []
+
+    def loop():
+        runs.append(1)
+        return "c", []
+
+    for parts in ([3, np.float32(1)], [3, np.float32(2)], [4, np.float32(1)]):
+        loops.run(parts, loop, lambda r: [])
+    assert len(runs) == 3 and not fake_capture  # three keys, each seen once
+    loops.run([3, np.float32(2)], loop, lambda r: [])
+    assert len(fake_capture) == 1
+    assert loops.run(None, loop, lambda r: []) == ("c", [])  # cannot be captured: runs
+    assert len(runs) == 5
+
+    def failing(loop, owned):
+        raise graphs.CaptureError("the driver refused")
+
+    monkeypatch.setattr(graphs, "_capture", failing)
+    failed = graphs.STATS["failed"]
+    loops.run([4, np.float32(1)], loop, lambda r: [])  # second sighting: capture fails
+    assert loops.broken and graphs.STATS["failed"] == failed + 1 and len(runs) == 6
+    loops.run([3, np.float32(2)], loop, lambda r: [])  # off for good: runs, no replay
+    assert len(runs) == 7
+
+
+def test_at_most_max_loops_are_kept(fake_capture, monkeypatch):
+    from symgraph.backends.cuda import graphs
+
+    monkeypatch.setattr(graphs.LoopGraphs, "MAX", 2)
+    loops = graphs.LoopGraphs()
+    for n in (1, 2, 3):
+        for _ in range(2):
+            loops.run([n], lambda: ("c", []), lambda r: [])
+    assert len(loops.replays) == 2 and len(fake_capture) == 3
