@@ -57,16 +57,15 @@ def _tile_load(name: str, trans: bool, inner: str, outer: str, bound: str, tile:
     Stored as used (``a`` as (m, k), ``b`` as (k, n)) thread ``(ty, tx)`` loads the tile's
     element at the thread's own position; stored transposed, the roles swap so that
     ``tx`` runs along memory."""
-    if name == "a":
+    if name == "a":  # the A tile is stored [row][inner]
         src = f"a[{inner} + ty, {outer} + tx]" if trans else f"a[{outer} + ty, {inner} + tx]"
         ok = (f"{inner} + ty < k and {outer} + tx < {bound}" if trans
               else f"{outer} + ty < {bound} and {inner} + tx < k")
-        dst = f"{offset} + tx * {tile} + ty" if trans else f"{offset} + ty * {tile} + tx"
     else:  # the B tile is stored [inner][column]
         src = f"b[{outer} + ty, {inner} + tx]" if trans else f"b[{inner} + ty, {outer} + tx]"
         ok = (f"{outer} + ty < {bound} and {inner} + tx < k" if trans
               else f"{inner} + ty < k and {outer} + tx < {bound}")
-        dst = f"{offset} + tx * {tile} + ty" if trans else f"{offset} + ty * {tile} + tx"
+    dst = f"{offset} + tx * {tile} + ty" if trans else f"{offset} + ty * {tile} + tx"
     return [f"    if {ok}:", f"        s[{dst}] = {src}", "    else:", f"        s[{dst}] = zero"]
 
 
