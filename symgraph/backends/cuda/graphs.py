@@ -69,11 +69,16 @@ def _key_part(value):
     """What a loop's launches read of one input value."""
     if value is None:
         return None
-    view = getattr(value, "_strided_memory_view_shim", None)
-    if view is None:  # a host value: a number or a numpy array
+    if not hasattr(value, "copy_to_host"):  # a host value: a number or a numpy array
         host = np.asarray(value)
         return ("host", host.dtype.str, host.shape, host.tobytes())
-    return (view.ptr, view.shape, view._layout.strides_in_bytes, view.dtype.str)
+    view = getattr(value, "_strided_memory_view_shim", None)  # numba-cuda's, cached
+    if view is not None:
+        return (view.ptr, view.shape, view._layout.strides_in_bytes, view.dtype.str)
+    interface = (value.__cuda_array_interface__ if hasattr(value, "__cuda_array_interface__")
+                 else value.__array_interface__)  # the simulator's arrays are numpy's
+    return (interface["data"][0], interface["shape"], interface["strides"],
+            interface["typestr"])
 
 
 class _Replay:

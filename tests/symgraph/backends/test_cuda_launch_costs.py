@@ -140,17 +140,18 @@ def test_graphs_are_off_in_the_simulator_and_when_turned_off(monkeypatch):
     assert len(calls) == 3 and not loops.replays
 
 
-@pytest.mark.skipif(simulator_enabled(), reason="CUDA graphs need a real GPU")
-def test_scan_loops_replayed_as_graphs_train_like_the_reference():
+def _train_with_alternating_lengths():
+    """A masked LSTM LM trained on batches of two lengths in turn, in CUDA and numpy
+    mode: losses and parameters must agree; returns the graph counts it added."""
     import symgraph.models as M
     from symgraph.backends.cuda import graphs
 
     def build(mode):
         rng = np.random.default_rng(0)
         ids, targets, mask = T.imatrix("ids"), T.imatrix("targets"), T.fmatrix("mask")
-        embed = M.Embedding(11, 8, rng, init_scale=0.1, dtype="float32")
-        rnn = M.StackedRNN("lstm", 8, [16], rng, init_scale=0.1, dtype="float32")
-        out = M.LogisticRegression(16, 11, rng, init_scale=0.1, dtype="float32")
+        embed = M.Embedding(7, 4, rng, init_scale=0.1, dtype="float32")
+        rnn = M.StackedRNN("lstm", 4, [3], rng, init_scale=0.1, dtype="float32")
+        out = M.LogisticRegression(3, 7, rng, init_scale=0.1, dtype="float32")
         hs, _ = rnn(embed(ids), mask)
         cost = M.sequence_cross_entropy(out.logits(hs), targets, mask, normalize="token")
         params = embed.params + rnn.params + out.params
@@ -159,19 +160,67 @@ def test_scan_loops_replayed_as_graphs_train_like_the_reference():
 
     rng = np.random.default_rng(4)
     batches = []
-    for n in (5, 7, 5, 7, 5, 7, 5, 7, 5, 7):  # keys recur: captured, then replayed
-        mask = np.ones((n, 6), "float32")
-        mask[n - 2:, 3] = 0.0
-        batches.append((rng.integers(0, 11, (n, 6)).astype("int32"),
-                        rng.integers(0, 11, (n, 6)).astype("int32"), mask))
+    for n in (2, 3, 2, 3, 2, 3, 2, 3, 2, 3):  # keys recur: captured, then replayed
+        mask = np.ones((n, 3), "float32")
+        mask[n - 1:, 1] = 0.0
+        batches.append((rng.integers(0, 7, (n, 3)).astype("int32"),
+                        rng.integers(0, 7, (n, 3)).astype("int32"), mask))
     (fast, fast_params), (reference, ref_params) = build("cuda"), build("numpy")
     before = dict(graphs.STATS)
     for batch in batches:
         np.testing.assert_allclose(fast(*batch), reference(*batch), rtol=1e-4)
     for got, want in zip(fast_params, ref_params):
         np.testing.assert_allclose(got.get_value(), want.get_value(), rtol=1e-3, atol=1e-5)
-    assert graphs.STATS["failed"] == before["failed"]
-    assert graphs.STATS["replayed"] > before["replayed"]
+    return {k: graphs.STATS[k] - before[k] for k in before}
+
+
+@pytest.mark.skipif(simulator_enabled(), reason="CUDA graphs need a real GPU")
+def test_scan_loops_replayed_as_graphs_train_like_the_reference():
+    added = _train_with_alternating_lengths()
+    assert added["failed"] == 0 and added["replayed"] > 0
+
+
+class _RecordedReplay:
+    """A CUDA graph emulated: the launches and copies a loop issued while it was
+    'captured' (nothing ran), issued again in order by ``launch``."""
+
+    def __init__(self, issued, results, owned, launch, copy):
+        self.issued, self.results, self.owned = issued, results, owned
+        self.real = {"launch": launch, "copy": copy}
+
+    def valid(self):
+        return all(site.get(array.shape) is array for site, array in self.owned)
+
+    def launch(self):
+        for kind, args in self.issued:
+            self.real[kind](*args)
+
+
+@pytest.mark.skipif(not simulator_enabled(), reason="on a GPU the real graphs are tested")
+def test_loops_replayed_from_their_recorded_launches_train_like_the_reference(monkeypatch):
+    """What graphs assume, checked in the simulator: a loop is its launches and copies
+    (a replay that runs no Python gives the same training), and keys tell apart every
+    input that changes them."""
+    from symgraph.backends.cuda import graphs, launcher
+
+    def capture(loop, owned):
+        issued = []
+        real_launch, real_copy = launcher.launch, launcher.copy
+        monkeypatch.setattr(launcher, "launch", lambda *a: issued.append(("launch", a)))
+        monkeypatch.setattr(launcher, "copy", lambda *a: issued.append(("copy", a)))
+        graphs._STATE["capturing"] = True
+        try:
+            results = loop()
+        finally:
+            graphs._STATE["capturing"] = False
+            monkeypatch.setattr(launcher, "launch", real_launch)
+            monkeypatch.setattr(launcher, "copy", real_copy)
+        return _RecordedReplay(issued, results, owned(results), real_launch, real_copy)
+
+    monkeypatch.setattr(graphs, "_capture", capture)
+    monkeypatch.setattr(graphs, "enabled", lambda: True)
+    added = _train_with_alternating_lengths()
+    assert added["failed"] == 0 and added["captured"] >= 4 and added["replayed"] >= 4
 
 
 class _FakeReplay:
