@@ -160,7 +160,7 @@ def _train_with_alternating_lengths():
 
     rng = np.random.default_rng(4)
     batches = []
-    for n in (2, 3, 2, 3, 2, 3, 2, 3, 2, 3):  # keys recur: captured, then replayed
+    for n in (2, 2, 3) * 4:  # keys recur (weights in either buffer): captured, replayed
         mask = np.ones((n, 3), "float32")
         mask[n - 1:, 1] = 0.0
         batches.append((rng.integers(0, 7, (n, 3)).astype("int32"),
@@ -196,11 +196,11 @@ class _RecordedReplay:
             self.real[kind](*args)
 
 
-@pytest.mark.skipif(not simulator_enabled(), reason="on a GPU the real graphs are tested")
-def test_loops_replayed_from_their_recorded_launches_train_like_the_reference(monkeypatch):
-    """What graphs assume, checked in the simulator: a loop is its launches and copies
-    (a replay that runs no Python gives the same training), and keys tell apart every
-    input that changes them."""
+@pytest.fixture
+def recorded_capture(monkeypatch):
+    """Graphs emulated in the simulator: a capture records the launches and copies a
+    loop issues (running none of them, as a CUDA capture runs nothing) and a replay
+    issues them again, without running any of the loop's Python."""
     from symgraph.backends.cuda import graphs, launcher
 
     def capture(loop, owned):
@@ -217,10 +217,42 @@ def test_loops_replayed_from_their_recorded_launches_train_like_the_reference(mo
             monkeypatch.setattr(launcher, "copy", real_copy)
         return _RecordedReplay(issued, results, owned(results), real_launch, real_copy)
 
+    if not simulator_enabled():
+        pytest.skip("on a GPU the real graphs are tested")
     monkeypatch.setattr(graphs, "_capture", capture)
     monkeypatch.setattr(graphs, "enabled", lambda: True)
+
+
+def test_loops_replayed_from_their_recorded_launches_train_like_the_reference(
+        recorded_capture):
+    """What graphs assume, checked in the simulator: a loop is its launches and copies,
+    so a replay that runs none of its Python trains the LSTM like the reference."""
     added = _train_with_alternating_lengths()
     assert added["failed"] == 0 and added["captured"] >= 4 and added["replayed"] >= 4
+
+
+def test_replays_read_a_shared_weight_from_whichever_buffer_holds_it(recorded_capture):
+    """An update leaves a shared weight in one of two buffers in turn: a loop reading it
+    is keyed by its address, so no replay reads the stale one."""
+    from symgraph.backends.cuda import graphs
+
+    def build(mode):
+        x, h0 = T.fmatrix("x"), T.fvector("h0")
+        w = sg.shared(np.random.default_rng(0).normal(size=(3, 3)).astype("float32") * 0.5)
+        hs, _ = sg.scan(lambda x_t, h: T.tanh(x_t + T.dot(h, w)), sequences=[x],
+                        outputs_info=[h0])
+        cost = hs.sum()
+        return sg.function([x, h0], cost, updates=[(w, w - 0.1 * sg.grad(cost, w))],
+                           mode=mode), w
+
+    (fast, w_fast), (reference, w_ref) = build("cuda"), build("numpy")
+    rng = np.random.default_rng(5)
+    before = dict(graphs.STATS)
+    for n in (2, 2, 3) * 3:  # a length meets the weight in either buffer
+        values = rng.normal(size=(n, 3)).astype("float32"), rng.normal(size=3).astype("float32")
+        np.testing.assert_allclose(fast(*values), reference(*values), rtol=1e-5)
+    np.testing.assert_allclose(w_fast.get_value(), w_ref.get_value(), rtol=1e-5, atol=1e-6)
+    assert graphs.STATS["replayed"] > before["replayed"]
 
 
 class _FakeReplay:
