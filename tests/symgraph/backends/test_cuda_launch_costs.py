@@ -352,3 +352,21 @@ def test_at_most_max_loops_are_kept(fake_capture, monkeypatch):
         for _ in range(2):
             loops.run([n], lambda: ("c", []), lambda r: [])
     assert len(loops.replays) == 2 and len(fake_capture) == 3
+
+
+@pytest.mark.skipif(simulator_enabled(), reason="CUDA graphs need a real GPU")
+def test_a_loop_the_driver_will_not_capture_runs_from_python():
+    """A step that reads a device value on the host (a sum to 0-d, passed to a kernel as
+    a scalar) cannot be captured: the capture fails once, the loop runs as before."""
+    from symgraph.backends.cuda import graphs
+
+    x, h0 = T.fmatrix("x"), T.fvector("h0")
+    hs, _ = sg.scan(lambda x_t, h: T.tanh(h * 0.5 + x_t * x_t.sum()), sequences=[x],
+                    outputs_info=[h0])
+    fast, reference = sg.function([x, h0], hs, mode="cuda"), sg.function([x, h0], hs)
+    rng = np.random.default_rng(6)
+    values = rng.normal(size=(4, 3)).astype("float32"), rng.normal(size=3).astype("float32")
+    failed = graphs.STATS["failed"]
+    for _ in range(3):  # seen, capture refused, run
+        np.testing.assert_allclose(fast(*values), reference(*values), rtol=1e-5, atol=1e-6)
+    assert graphs.STATS["failed"] == failed + 1
