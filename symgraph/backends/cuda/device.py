@@ -60,14 +60,14 @@ def _import_array_support() -> None:
     """
     import numpy as np
 
-    if hasattr(np, "row_stack"):
-        importlib.import_module("numba.cuda.np.arrayobj")
-        return
-    np.row_stack = np.vstack
+    missing = not hasattr(np, "row_stack")
+    if missing:
+        np.row_stack = np.vstack
     try:
         importlib.import_module("numba.cuda.np.arrayobj")
     finally:
-        del np.row_stack
+        if missing:
+            del np.row_stack
 
 
 def simulator_enabled() -> bool:

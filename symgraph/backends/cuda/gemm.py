@@ -115,6 +115,12 @@ def gemm_kernel(dtype: str, trans_a: bool, trans_b: bool, tile: int):
     return compile_kernel(gemm_source(dtype, trans_a, trans_b, tile))
 
 
+@functools.cache
+def sum_splits_kernel():
+    """The compiled :data:`SUM_SPLITS_SOURCE` kernel."""
+    return compile_kernel(SUM_SPLITS_SOURCE)
+
+
 def tile_for(m: int, n: int) -> int:
     """16x16 tiles, smaller when the result is smaller (no idle threads on tiny ones)."""
     small = min(m, n)
@@ -150,7 +156,7 @@ def gemm(a, b, c, trans_a: bool, trans_b: bool, workspace: Site | None = None) -
     w = (workspace or Site(c.dtype)).get((splits, m, n))
     launch(kernel, grid + (splits,), (tile, tile), (a, b, w, m, n, k, chunk),
            2 * tile * tile * c.dtype.itemsize)
-    launch_elements(compile_kernel(SUM_SPLITS_SOURCE), m * n,
+    launch_elements(sum_splits_kernel(), m * n,
                     (reshaped(w, (splits, m * n)), flat(c), splits, m * n))
 
 

@@ -66,13 +66,18 @@ def _views_of(array) -> dict:
     return views
 
 
+def _view(array, key: tuple, make):
+    """The view of ``array`` named ``key``, made by ``make()`` the first time."""
+    views = _views_of(array)
+    view = views.get(key)
+    if view is None:
+        view = views[key] = make()
+    return view
+
+
 def row(array, t: int):
     """``array[t]``, a view made once per array and row."""
-    views = _views_of(array)
-    view = views.get(t)
-    if view is None:
-        view = views[t] = array[t]
-    return view
+    return _view(array, ("row", t), lambda: array[t])
 
 
 def reshaped(array, shape: tuple):
@@ -80,22 +85,14 @@ def reshaped(array, shape: tuple):
     array and shape; ``array`` itself when ``shape`` is its own."""
     if array.shape == shape:
         return array
-    views = _views_of(array)
-    view = views.get(shape)
-    if view is None:
-        view = views[shape] = array.reshape(shape)
-    return view
+    return _view(array, ("shape", shape), lambda: array.reshape(shape))
 
 
 def sliced(array, key: tuple):
     """``array[key]`` for a key of indices and ``(start, stop)`` pairs (a view), made
     once per array and key."""
-    views = _views_of(array)
-    view = views.get(key)
-    if view is None:
-        view = views[key] = array[tuple(slice(*k) if isinstance(k, tuple) else k
-                                        for k in key)]
-    return view
+    return _view(array, ("key", key), lambda: array[
+        tuple(slice(*k) if isinstance(k, tuple) else k for k in key)])
 
 
 def flat(array):
