@@ -323,13 +323,13 @@ def _call_sites(dispatchers) -> list[tuple]:
                  for sig in cres.type_annotation.calltypes.values()]
     for sig in calltypes:
         args = getattr(sig, "args", ())
-        if (len(args) in (4, 5) and isinstance(args[0], types.Dispatcher)
+        if (len(args) in (4, 5, 6) and isinstance(args[0], types.Dispatcher)
                 and isinstance(args[1], types.IntegerLiteral)
                 and isinstance(args[-1], (types.StarArgTuple, types.StarArgUniTuple))):
             name = args[0].dispatcher.py_func.__name__
             site = args[1].literal_value
             argtypes, restype = kernel_argtypes(args[-1].types), sig.return_type
-            if len(args) == 5 and isinstance(args[3], types.Integer):  # sg_run_parts
+            if len(args) == 6:  # sg_run_parts
                 argtypes, restype = threads.part_argtypes(argtypes), types.none
             found[site] = (site, name, argtypes, restype)
     return [found[k] for k in sorted(found)]

@@ -89,7 +89,10 @@ def emit_in_parts(op, node, ctx, dims: list) -> None:
               + "\n    return\n")
     ctx.state.functions.extend(splitter.chunks + [(name, source)])
     site = ctx.new_site(name)
-    ctx.emit(f"sg_run_parts({name}, {site}, _kp, {rows}{''.join(', ' + p for p in params)})")
+    shared = " + ".join(f"{ref}.nbytes" for (ref, _), outer in zip(nonseq_refs, nonseqs)
+                        if outer.ndim) or "0"
+    ctx.emit(f"sg_run_parts({name}, {site}, _kp, {rows}, {shared}"
+             f"{''.join(', ' + p for p in params)})")
 
     for k, out in enumerate(node.outputs[:op.n_carry]):
         if histories[k]:

@@ -16,7 +16,8 @@ from numba.extending import intrinsic, overload
 from symgraph.backends.numba.glue import sg_out, sg_same_data
 from symgraph.backends.numba.kernels import _copy_loops
 from symgraph.backends.numba.prelude import JIT_OPTIONS, SGRuntimeError
-from symgraph.backends.numba.threads import sg_parts_of
+from symgraph.backends.numba.threads import SHARED_BYTES, sg_part_count, sg_parts_of
+from symgraph.backends.numba.tiles import sg_tiles
 
 __all__ = ["sg_dot_loops", "sg_dot_vec", "sg_gemm", "sg_gemm_add"]
 
@@ -72,20 +73,34 @@ def sg_gemm_add(a, b, c, repeat_rows, repeat_columns, out):
 PARALLEL_PRODUCT = 1 << 24
 
 
+#: Most bytes of the left operand's rows that a tiled product takes (one core's L2
+#: cache): every column panel of ``b`` passes them all, so they must stay in the cache.
+TILED_LEFT_BYTES = SHARED_BYTES
+
+
 @jit
 def _product(a, b, out, beta):
-    """``out = beta * out + a @ b`` (operands BLAS-ready, no size 0): large products in
-    row parts on threads, others in one BLAS call."""
+    """``out = beta * out + a @ b`` (operands BLAS-ready, no size 0). A large product runs
+    in row parts on threads when there are several, else in one call to the BLAS and its
+    own threads; a small one in one call of ``_product_rows``."""
     m = a.shape[0]
     if m * a.shape[1] * b.shape[1] >= PARALLEL_PRODUCT:
-        sg_parts_of(_product_rows, m, a, b, out, beta)
+        if sg_part_count(m) > 1:
+            sg_parts_of(_product_rows, m, a, b, out, beta)
+        else:
+            _gemm_rows(a, b, out, 0, m, beta)
     else:
-        _gemm_rows(a, b, out, 0, m, beta)
+        _product_rows(0, m, a, b, out, beta)
 
 
 @jit
 def _product_rows(lo, hi, a, b, out, beta):
-    _gemm_rows(a, b, out, lo, hi, beta)
+    """Rows ``lo:hi`` in register tiles (``tiles``) where ``b``'s rows are contiguous and
+    those rows of ``a`` fit in a core's cache, else through the BLAS."""
+    if b.strides[1] == b.itemsize and (hi - lo) * a.shape[1] * a.itemsize <= TILED_LEFT_BYTES:
+        sg_tiles(a, b, out, lo, hi, beta)
+    else:
+        _gemm_rows(a, b, out, lo, hi, beta)
 
 
 def _blas_ready(x):  # pragma: no cover - replaced by the overload below
@@ -156,6 +171,23 @@ def _gemm_rows(typingctx, a, b, out, lo, hi, beta):
         return context.get_dummy_value()
 
     return types.none(a, b, out, lo, hi, beta), codegen
+
+
+@jit
+def _call_blas_once(single, double):
+    _gemm_rows(single, single, single, 0, 1, 0.0)
+    _gemm_rows(double, double, double, 0, 1, 0.0)
+
+
+def _resolve_blas_entry_points() -> None:
+    """Have numba look up scipy's ``sgemm`` and ``dgemm`` now, in this thread. It does so
+    on a process's first product of each dtype, holding the GIL to import them; the first
+    product of a row part running on another thread would wait for the GIL forever,
+    held by the thread that waits for the part to finish."""
+    _call_blas_once(np.ones((1, 1), np.float32), np.ones((1, 1), np.float64))
+
+
+_resolve_blas_entry_points()
 
 
 @jit

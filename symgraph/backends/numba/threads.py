@@ -44,8 +44,8 @@ from symgraph.backends.numba import blas
 from symgraph.backends.numba.glue import _compiled_here, kernel_argtypes
 from symgraph.backends.numba.prelude import SGRuntimeError
 
-__all__ = ["sg_run_parts", "set_threads", "get_threads", "set_min_rows", "part_argtypes",
-           "MIN_ROWS", "MAX_PARTS"]
+__all__ = ["sg_run_parts", "sg_part_count", "set_threads", "get_threads", "set_min_rows",
+           "set_shared_limit", "part_argtypes", "MIN_ROWS", "MAX_PARTS", "SHARED_BYTES"]
 
 #: Fewest rows per part by default: below this a part's products are too thin to pay
 #: for a thread.
@@ -61,7 +61,7 @@ _names = itertools.count()
 
 def _default_threads() -> int:
     """``SYMGRAPH_NUMBA_THREADS`` (``0``: the cores this process may use), else 1."""
-    value = os.environ.get("SYMGRAPH_NUMBA_THREADS", "1")
+    value = os.environ.get("SYMGRAPH_NUMBA_THREADS", "0")
     if int(value) > 0:
         return int(value)
     try:
@@ -70,8 +70,25 @@ def _default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-# [threads, min_rows, inside parts], read by generated code through the symbol ``sg_parts_config``.
-_CONFIG = (ctypes.c_int64 * 3)(_default_threads(), MIN_ROWS, 0)
+def _core_cache_bytes() -> int:
+    """The size of one core's L2 cache (Linux sysfs), else 1 MiB."""
+    try:
+        with open("/sys/devices/system/cpu/cpu0/cache/index2/size") as f:
+            text = f.read().strip().upper()
+        scale = {"K": 1 << 10, "M": 1 << 20}.get(text[-1:], 1)
+        return int(text.rstrip("KM")) * scale
+    except (OSError, ValueError):
+        return 1 << 20
+
+
+#: Most bytes of loop invariants (the weights a step multiplies by) that the parts of one
+#: loop may share by default: one core's L2 cache. Each part reads all of them every step,
+#: so larger weights would stream from the shared cache or memory once per part.
+SHARED_BYTES = _core_cache_bytes()
+
+# [threads, min_rows, inside parts, shared bytes], read by generated code through the
+# symbol ``sg_parts_config``.
+_CONFIG = (ctypes.c_int64 * 4)(_default_threads(), MIN_ROWS, 0, SHARED_BYTES)
 
 
 def set_threads(n: int) -> None:
@@ -92,6 +109,15 @@ def set_min_rows(n: int) -> None:
     if int(n) < 1:
         raise ValueError(f"min_rows must be at least 1, got {n}")
     _CONFIG[1] = int(n)
+
+
+def set_shared_limit(n: int) -> None:
+    """Cut a loop into row parts only while the invariants its steps read (weights) take
+    at most ``n`` bytes; a loop over larger ones runs whole (its large products are
+    still cut into row parts, one product at a time)."""
+    if int(n) < 0:
+        raise ValueError(f"the shared limit must be at least 0, got {n}")
+    _CONFIG[3] = int(n)
 
 
 def own_cores():
@@ -176,11 +202,13 @@ _register_symbols()
 # ---- the intrinsic -----------------------------------------------------------------------------
 
 @intrinsic
-def sg_run_parts(typingctx, kernel, site, addresses, rows, *args):
+def sg_run_parts(typingctx, kernel, site, addresses, rows, shared, *args):
     """``kernel(lo, hi, *args)`` for the row parts ``lo:hi`` of ``range(rows)``, side by
     side on threads (see the module docstring); ``kernel`` is called through
-    ``addresses[site]`` as in ``glue.sg_call``."""
-    if not (isinstance(site, types.IntegerLiteral) and isinstance(rows, types.Integer)):
+    ``addresses[site]`` as in ``glue.sg_call``. ``shared``: the bytes every part reads
+    (the loop's weights); above the shared limit the loop runs as one part."""
+    if not (isinstance(site, types.IntegerLiteral) and isinstance(rows, types.Integer)
+            and isinstance(shared, types.Integer)):
         return None
     argtys = part_argtypes(kernel_argtypes(args))
     resty = _compiled_here(kernel.dispatcher, argtys)
@@ -190,8 +218,8 @@ def sg_run_parts(typingctx, kernel, site, addresses, rows, *args):
         table = context.make_array(signature.args[2])(context, builder, llargs[2])
         return builder.load(cgutils.gep(builder, table.data, signature.args[1].literal_value))
 
-    return (types.none(kernel, site, addresses, rows, star),
-            _run_parts(resty, argtys, callee, rows_at=3))
+    return (types.none(kernel, site, addresses, rows, shared, star),
+            _run_parts(resty, argtys, callee, rows_at=3, shared_at=4))
 
 
 @intrinsic
@@ -217,7 +245,21 @@ def sg_parts_of(typingctx, function, rows, *args):
             _run_parts(compiled.signature.return_type, argtys, callee, rows_at=1))
 
 
-def _run_parts(resty, argtys, callee_of, rows_at: int):
+@intrinsic
+def sg_part_count(typingctx, rows):
+    """How many row parts ``sg_parts_of`` would cut ``range(rows)`` into now (1 inside a
+    part, or with one thread)."""
+    if not isinstance(rows, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        count = context.cast(builder, args[0], signature.args[0], types.intp)
+        return _part_count(builder, _config(builder.module), count)
+
+    return types.intp(rows), codegen
+
+
+def _run_parts(resty, argtys, callee_of, rows_at: int, shared_at: int | None = None):
     def codegen(context, builder, signature, llargs):
         module = builder.module
         fnty = context.call_conv.get_function_type(resty, argtys)
@@ -242,6 +284,11 @@ def _run_parts(resty, argtys, callee_of, rows_at: int):
         rows = context.cast(builder, llargs[rows_at], signature.args[rows_at], types.intp)
         config = _config(module)
         parts = _part_count(builder, config, rows)
+        if shared_at is not None:
+            read_by_all = context.cast(builder, llargs[shared_at], signature.args[shared_at],
+                                       types.intp)
+            limit = builder.load(cgutils.gep_inbounds(builder, config, 0, 3))
+            parts = builder.select(builder.icmp_signed(">", read_by_all, limit), _I64(1), parts)
         several = builder.icmp_signed(">", parts, _I64(1))
         depth = cgutils.gep_inbounds(builder, config, 0, 2)
         blas_get = cgutils.get_or_insert_function(module, ir.FunctionType(_I32, []),
@@ -300,10 +347,11 @@ def _run_parts(resty, argtys, callee_of, rows_at: int):
 
 
 def _config(module):
-    """The global ``sg_parts_config``: threads, min_rows, and 1 while parts run."""
+    """The global ``sg_parts_config``: threads, min_rows, 1 while parts run, and the
+    shared limit."""
     config = module.globals.get("sg_parts_config")
     if config is None:
-        config = ir.GlobalVariable(module, ir.ArrayType(_I64, 3), "sg_parts_config")
+        config = ir.GlobalVariable(module, ir.ArrayType(_I64, 4), "sg_parts_config")
         config.linkage = "external"
     return config
 

@@ -248,6 +248,56 @@ def test_thread_settings_are_checked():
         threads.set_threads(0)
     with pytest.raises(ValueError):
         threads.set_min_rows(0)
+    with pytest.raises(ValueError):
+        threads.set_shared_limit(-1)
+
+
+def test_a_process_whose_first_blas_product_runs_in_a_part_finishes():
+    """numba looks up the BLAS on a process's first product, taking the GIL; in a part
+    thread, while the calling thread holds the GIL waiting for the part, that waited
+    forever (``products._resolve_blas_entry_points`` looks it up on import)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import numba\n"
+        "import numpy as np\n"
+        "from symgraph.backends.numba import threads\n"
+        "from symgraph.backends.numba.products import _gemm_rows\n"
+        "from symgraph.backends.numba.threads import sg_parts_of\n"
+        "@numba.njit\n"
+        "def part(lo, hi, a, out):\n"
+        "    if lo > 0:\n"  # only the part on the other thread multiplies
+        "        _gemm_rows(a, a, out, 0, 1, 0.0)\n"
+        "@numba.njit\n"
+        "def parent(a, out):\n"
+        "    sg_parts_of(part, 2, a, out)\n"
+        "threads.set_threads(2)\n"
+        "threads.set_min_rows(1)\n"
+        "out = np.zeros((1, 1), np.float32)\n"
+        "parent(np.full((1, 1), 3, np.float32), out)\n"
+        "assert out[0, 0] == 9\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], timeout=120, capture_output=True,
+                          text=True)  # before the fix: waited forever (checked)
+    assert done.returncode == 0, done.stderr
+
+
+def test_loops_over_weights_larger_than_the_shared_limit_run_whole(parts):
+    """The shared limit is read at run time: the same compiled training step gives the
+    reference's values with its loops in parts and whole."""
+    numba_fn, numpy_fn, _ = _model("lstm", True)
+    rng = np.random.default_rng(0)
+    ids, targets = (rng.integers(0, 11, (5, 8)).astype(np.int32) for _ in range(2))
+    mask = (np.arange(5)[:, None] < rng.integers(1, 6, 8)[None, :]).astype(np.float32)
+    parts(2, 1)
+    try:
+        for limit in (0, 1 << 30):
+            threads.set_shared_limit(limit)
+            assert_same(numba_fn(ids, targets, mask), numpy_fn(ids, targets, mask),
+                        rtol=1e-5, atol=1e-6)
+    finally:
+        threads.set_shared_limit(threads.SHARED_BYTES)
 
 
 def test_row_views_are_the_rows_of_a_step():
@@ -290,7 +340,7 @@ def _parent_of(part):
 
     @numba.njit
     def parent(out, bad, addresses):
-        threads.sg_run_parts(part, 0, addresses, out.shape[0], out, bad)
+        threads.sg_run_parts(part, 0, addresses, out.shape[0], 0, out, bad)
 
     argtypes = (numba.typeof(np.zeros(2)), types.int64)
     parent.compile(argtypes + (numba.typeof(np.zeros(1, np.int64)),))
