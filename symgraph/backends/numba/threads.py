@@ -8,17 +8,18 @@ taking the first. While they run, the BLAS of compiled code uses one thread (eac
 small per-step products run on the part's own core, instead of every product waking the
 BLAS thread pool).
 
-Loops are generated as part functions only while the thread setting is above 1
-(``SYMGRAPH_NUMBA_THREADS=N``, ``0`` for every usable core, or :func:`set_threads`
-before ``sg.function``); the default is 1. On the 2-core development machine, row parts
-measured no steady gain on ``lstm-dinos`` (a 128-wide LSTM: per-step products of
-64 x 128 x 512) against OpenBLAS's own threads, and a loss on ``char-512`` (512 wide:
-each part streams the whole 4 MB recurrent weight every step, the likely cause); with
-more cores and small weights they should scale where a small product's BLAS threads do
-not, which is not measured yet.
+Loops are generated as part functions while the thread setting is above 1
+(``SYMGRAPH_NUMBA_THREADS=N``, default ``0``: every usable core; or :func:`set_threads`
+before ``sg.function``). A loop whose invariants (the weights its steps multiply by) take
+more than the shared limit (:func:`set_shared_limit`, default one core's L2 cache) runs
+as one part: every part would stream all of them every step (``char-512``'s 4 MB
+recurrent weight). Each part's products run in register tiles (``tiles``) on its own
+core; on the 2-core development machine that made ``lstm-dinos``' loops about 1.4x
+faster than whole loops whose products use OpenBLAS's two threads.
 
-The number of parts is ``min(threads, rows // min_rows)`` (at least 1), read at run time
-from :func:`set_threads` and :func:`set_min_rows` (default :data:`MIN_ROWS`), so cached
+The number of parts is ``min(threads, rows // min_rows)`` (at least 1; 1 over the shared
+limit), read at run time from :func:`set_threads`, :func:`set_min_rows` (default
+:data:`MIN_ROWS`) and :func:`set_shared_limit`, so cached
 code follows the settings of the process that runs it. A thread that cannot be started
 runs its part in the calling thread. An error in any part is raised after every part has
 finished.
@@ -60,7 +61,7 @@ _names = itertools.count()
 
 
 def _default_threads() -> int:
-    """``SYMGRAPH_NUMBA_THREADS`` (``0``: the cores this process may use), else 1."""
+    """``SYMGRAPH_NUMBA_THREADS``; ``0`` (the default): the cores this process may use."""
     value = os.environ.get("SYMGRAPH_NUMBA_THREADS", "0")
     if int(value) > 0:
         return int(value)
