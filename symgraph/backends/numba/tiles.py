@@ -204,32 +204,27 @@ def tiled_product(vector_bytes: int, **options):
         n = out.shape[1]
         width = vector_bytes // out.itemsize
         j = 0
-        while j + width * vectors <= n:
+        while j < n:  # a column panel: `vectors` vectors, else one, else a masked one
+            left = n - j
             i = lo
-            while i + rows <= hi:
-                wide(a, b, out, i, j, beta, width)
-                i += rows
             while i < hi:
-                wide_row(a, b, out, i, j, beta, width)
-                i += 1
-            j += width * vectors
-        while j + width <= n:
-            i = lo
-            while i + rows <= hi:
-                narrow(a, b, out, i, j, beta, width)
-                i += rows
-            while i < hi:
-                narrow_row(a, b, out, i, j, beta, width)
-                i += 1
-            j += width
-        if j < n:
-            i = lo
-            while i + rows <= hi:
-                last(a, b, out, i, j, beta, n - j)
-                i += rows
-            while i < hi:
-                last_row(a, b, out, i, j, beta, n - j)
-                i += 1
+                whole = i + rows <= hi
+                if left >= width * vectors:
+                    if whole:
+                        wide(a, b, out, i, j, beta, width)
+                    else:
+                        wide_row(a, b, out, i, j, beta, width)
+                elif left >= width:
+                    if whole:
+                        narrow(a, b, out, i, j, beta, width)
+                    else:
+                        narrow_row(a, b, out, i, j, beta, width)
+                elif whole:
+                    last(a, b, out, i, j, beta, left)
+                else:
+                    last_row(a, b, out, i, j, beta, left)
+                i += rows if whole else 1
+            j += width * vectors if left >= width * vectors else width
 
     return numba.njit(**options)(product)
 
