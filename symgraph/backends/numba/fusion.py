@@ -257,9 +257,15 @@ def _merge_siblings(groups: dict, group_of: dict, index: dict, virtual: set,
 
 def is_view(node: Apply) -> bool:
     """A node that fused loops can read through instead of materialising: a DimShuffle,
-    or basic indexing with integers and step-less slices."""
+    or basic indexing with integers and step-less slices (not of a ``Shape``: its
+    lengths are read as ``x.shape[i]``, a scalar)."""
+    from symgraph.ops.shape import Shape
+
     if isinstance(node.op, DimShuffle):
         return True
+    source = node.inputs[0].owner if node.inputs else None
+    if source is not None and isinstance(source.op, Shape):
+        return False
     if isinstance(node.op, Subtensor) and node.inputs[0].ndim:
         return all(isinstance(e, int) or e == SYMBOLIC
                    or (isinstance(e, Slice) and e.step is None) for e in node.op.idx_list)

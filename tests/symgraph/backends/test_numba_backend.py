@@ -394,3 +394,15 @@ def test_random_draws_match_the_reference():
     first, second = f(x), f(x)
     assert not np.array_equal(first, second)  # the states advance after each call
     assert_same([first, second], [g(x), g(x)])
+
+
+def test_lengths_added_to_arrays_in_fused_loops():
+    """``zeros((n, 4)) + ids.shape[0]``: the length read as a scalar, not as a view of
+    the shape vector (the fused loop used to walk into the Shape node and crash)."""
+    ids = T.imatrix("ids")
+    outputs = [T.zeros((ids.shape[1], 4)) + ids.shape[0],
+               ids.shape[0] * T.ones((2,)) + ids[0, 0]]
+    value = np.full((2, 3), 5, np.int32)
+    got = sg.function([ids], outputs, mode="numba")(value)
+    assert_same(got, sg.function([ids], outputs, mode="numpy")(value))
+    np.testing.assert_array_equal(got[0], np.full((3, 4), 2.0))
