@@ -263,10 +263,8 @@ def is_view(node: Apply) -> bool:
 
     if isinstance(node.op, DimShuffle):
         return True
-    source = node.inputs[0].owner if node.inputs else None
-    if source is not None and isinstance(source.op, Shape):
-        return False
-    if isinstance(node.op, Subtensor) and node.inputs[0].ndim:
+    if isinstance(node.op, Subtensor) and node.inputs[0].ndim and not (
+            node.inputs[0].owner is not None and isinstance(node.inputs[0].owner.op, Shape)):
         return all(isinstance(e, int) or e == SYMBOLIC
                    or (isinstance(e, Slice) and e.step is None) for e in node.op.idx_list)
     return False

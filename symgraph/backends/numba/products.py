@@ -177,13 +177,17 @@ def _gemm_rows(typingctx, a, b, out, lo, hi, beta):
 def _call_blas_once(single, double):
     _gemm_rows(single, single, single, 0, 1, 0.0)
     _gemm_rows(double, double, double, 0, 1, 0.0)
+    np.dot(single, single[0])  # gemv
+    np.dot(double, double[0])
+    np.dot(single[0], single[0])  # dot
+    np.dot(double[0], double[0])
 
 
 def _resolve_blas_entry_points() -> None:
-    """Have numba look up scipy's ``sgemm`` and ``dgemm`` now, in this thread. It does so
-    on a process's first product of each dtype, holding the GIL to import them; the first
-    product of a row part running on another thread would wait for the GIL forever,
-    held by the thread that waits for the part to finish."""
+    """Have numba look up scipy's ``gemm``, ``gemv`` and ``dot`` of both float dtypes now,
+    in this thread. It does so on a process's first call of each, holding the GIL to
+    import it; the first such call in a row part running on another thread would wait
+    for the GIL forever, held by the thread that waits for the part to finish."""
     _call_blas_once(np.ones((1, 1), np.float32), np.ones((1, 1), np.float64))
 
 

@@ -252,7 +252,9 @@ def test_thread_settings_are_checked():
         threads.set_shared_limit(-1)
 
 
-def test_a_process_whose_first_blas_product_runs_in_a_part_finishes():
+@pytest.mark.parametrize("product", ["_gemm_rows(a, a, out, 0, 1, 0.0)",  # gemm
+                                     "out[0] = np.dot(a, a[0])"])  # gemv
+def test_a_process_whose_first_blas_product_runs_in_a_part_finishes(product):
     """numba looks up the BLAS on a process's first product, taking the GIL; in a part
     thread, while the calling thread holds the GIL waiting for the part, that waited
     forever (``products._resolve_blas_entry_points`` looks it up on import)."""
@@ -268,7 +270,7 @@ def test_a_process_whose_first_blas_product_runs_in_a_part_finishes():
         "@numba.njit\n"
         "def part(lo, hi, a, out):\n"
         "    if lo > 0:\n"  # only the part on the other thread multiplies
-        "        _gemm_rows(a, a, out, 0, 1, 0.0)\n"
+        f"        {product}\n"
         "@numba.njit\n"
         "def parent(a, out):\n"
         "    sg_parts_of(part, 2, a, out)\n"
