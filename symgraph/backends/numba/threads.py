@@ -3,10 +3,11 @@
 A scan whose step keeps batch rows apart (``rows.independent_rows``) is generated as a
 *part function* ``part(lo, hi, ...)`` that runs the whole loop on rows ``lo:hi``. Its
 parts share nothing but the arrays they write disjoint rows of, so they run side by side
-with no synchronisation until the loop ends: one thread per part, the calling thread
-taking the first. While they run, the BLAS of compiled code uses one thread (each part's
-small per-step products run on the part's own core, instead of every product waking the
-BLAS thread pool).
+with no synchronisation until the loop ends: the calling thread takes the first, and each
+other part is handed to a waiting worker thread of the ``pool`` (a thread of its own
+where the pool does not work). While they run, the BLAS of compiled code uses one thread
+(each part's small per-step products run on the part's own core, instead of every
+product waking the BLAS thread pool).
 
 Loops are generated as part functions while the thread setting is above 1
 (``SYMGRAPH_NUMBA_THREADS=N``, default ``0``: every usable core; or :func:`set_threads`
@@ -21,8 +22,8 @@ OpenBLAS's two threads (one process each, minutes apart; benchmarks/results, ses
 The number of parts is ``min(threads, rows // min_rows)`` (at least 1; 1 over the shared
 limit), read at run time from :func:`set_threads`, :func:`set_min_rows` (default
 :data:`MIN_ROWS`) and :func:`set_shared_limit`, so cached
-code follows the settings of the process that runs it. A thread that cannot be started
-runs its part in the calling thread. An error in any part is raised after every part has
+code follows the settings of the process that runs it. A part that no thread can take
+runs in the calling thread. An error in any part is raised after every part has
 finished.
 """
 
@@ -42,7 +43,7 @@ from numba.core import cgutils
 from numba.core.callconv import excinfo_t
 from numba.extending import intrinsic
 
-from symgraph.backends.numba import blas
+from symgraph.backends.numba import blas, pool
 from symgraph.backends.numba.glue import _compiled_here, kernel_argtypes
 from symgraph.backends.numba.prelude import SGRuntimeError
 
@@ -181,7 +182,9 @@ def _register_symbols() -> None:
     from numba import cfunc
 
     start, join = _pthread("pthread_create"), _pthread("pthread_join")
-    if start is None or join is None:  # pragma: no cover - no pthreads: parts run in turn
+    if pool.available():  # a part goes to a waiting worker (its own thread if none is free)
+        start, join = pool.start_address(), pool.join_address()
+    elif start is None or join is None:  # pragma: no cover - no pthreads: parts run in turn
         start = cfunc(types.int32(types.voidptr, types.voidptr, types.voidptr,
                                   types.voidptr))(lambda t, a, f, x: 1).ctypes
         join = cfunc(types.int32(types.int64, types.voidptr))(lambda t, r: 0).ctypes
@@ -191,13 +194,16 @@ def _register_symbols() -> None:
         put = cfunc(types.void(types.int32))(lambda n: None).ctypes
     for name, fn in (("sg_thread_start", start), ("sg_thread_join", join),
                      ("sg_blas_threads_get", get), ("sg_blas_threads_set", put)):
-        llvm.add_symbol(name, _address(fn))
+        address = fn if isinstance(fn, int) else _address(fn)
+        _SYMBOLS[name] = address
+        llvm.add_symbol(name, address)
     llvm.add_symbol("sg_parts_config", ctypes.addressof(_CONFIG))
 
 
 _BLAS_GET, _BLAS_SET = blas._symbol(blas._GETTERS), blas._symbol(blas._SETTERS)
 _OWNERS = [0, 1]  # callers inside own_cores, the BLAS thread count before the first
 _OWNERS_LOCK = threading.Lock()
+_SYMBOLS: dict[str, int] = {}  # the addresses given to the symbols above
 _register_symbols()
 
 

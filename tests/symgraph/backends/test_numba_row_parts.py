@@ -357,8 +357,6 @@ def test_parts_cover_every_row_once_and_raise_after_all_finish(parts, starts):
     """Each part writes its rows (its ``lo`` shows which part did); an error in the
     calling thread's part or in another's is raised. Without threads (a platform whose
     thread start fails), the parts run in turn in the calling thread."""
-    import ctypes
-
     import llvmlite.binding as llvm
     from numba import cfunc, types
 
@@ -369,8 +367,7 @@ def test_parts_cover_every_row_once_and_raise_after_all_finish(parts, starts):
     try:
         run = _parent_of(_rows_times_two_plus_lo)
     finally:
-        llvm.add_symbol("sg_thread_start", ctypes.cast(threads._pthread("pthread_create"),
-                                                        ctypes.c_void_p).value)
+        llvm.add_symbol("sg_thread_start", threads._SYMBOLS["sg_thread_start"])
     for n_parts in (1, 2, 3):
         parts(n_parts, 4)
         out = np.full(12, -1.0)
