@@ -136,9 +136,9 @@ def emit_graph(ctx: GraphEmitter, inputs, outputs) -> None:
                                                       for o in step.outputs):
             ctx.comment(step, "  [computed above, with another node]")
             continue
-        slot = ctx.state.profile_slot(step) if PROFILE else None
+        slot = ctx.state.profile_slot(step, ctx.loop_depth) if PROFILE else None
         if slot is not None:
-            ctx.emit("_c0 = sg_cycles()")
+            ctx.emit(f"_c{slot} = sg_cycles()")
         if id(step) in added:
             lower_math.emit_gemm_add(ctx, step.members[0], added[id(step)])
         elif isinstance(step, fusion.Group):
@@ -147,7 +147,7 @@ def emit_graph(ctx: GraphEmitter, inputs, outputs) -> None:
             ctx.comment(step)
             lower(step.op, step, ctx)
         if slot is not None:
-            ctx.emit(f"_prof[{slot}] += sg_cycles() - _c0")
+            ctx.emit(f"_prof[{ctx.profile_bank}, {slot}] += sg_cycles() - _c{slot}")
 
 
 def _shape_only(nodes, clients, outputs, virtual) -> set:
@@ -216,7 +216,7 @@ class Program:
                 expr = f"{expr}.copy()"
             results.append(expr)
         if PROFILE:
-            state.const_args.append(("_prof", np.zeros(len(state.profiled), np.int64)))
+            state.const_args.append(("_prof", np.zeros((2, len(state.profiled)), np.int64)))
             self.profiled = state.profiled
         params += [name for name, _ in state.const_args] + ["_kp"]
         self.consts = [value for _, value in state.const_args]
@@ -350,11 +350,21 @@ class Runner:
         self.profiled = getattr(program, "profiled", None)
 
     def profile(self, top: int = 25) -> str:
-        """Cycles per node (with ``SYMGRAPH_NUMBA_PROFILE=1``), largest first."""
+        """CPU cycles per node since compiling (with ``SYMGRAPH_NUMBA_PROFILE=1``), the
+        most in the calling thread first: a table of the share of the calling thread's
+        time, its cycles and the cycles of the other row parts (summed over their
+        threads). A loop's count includes its body's, whose nodes are indented."""
         counts = self.consts[-2]
-        rows = sorted(zip(counts, self.profiled), key=lambda r: -r[0])[:top]
-        total = max(int(counts.sum()), 1)
-        return "\n".join(f"{c / total:6.1%} {c / 1e6:10.2f} Mcyc  {d}" for c, d in rows)
+        total = max(int(sum(counts[0, k] for k, (depth, _) in enumerate(self.profiled)
+                            if depth == 0)), 1)
+        order = sorted(range(len(self.profiled)),
+                       key=lambda k: (-counts[0, k], -counts[1, k]))[:top]
+        lines = [f"{'share':>6} {'calling':>10} {'other parts':>12}  node (Mcycles)"]
+        for k in order:
+            depth, described = self.profiled[k]
+            lines.append(f"{counts[0, k] / total:6.1%} {counts[0, k] / 1e6:10.2f} "
+                         f"{counts[1, k] / 1e6:12.2f}  {'  ' * depth}{described}")
+        return "\n".join(lines)
 
     def __call__(self, values):
         args = []

@@ -101,15 +101,17 @@ class ModuleState:
         self.const_args: list[tuple[str, np.ndarray]] = []
         self._const_names: dict[int, str] = {}
         self._dummies: dict[tuple, str] = {}
-        self.profiled: list[str] = []
+        self.profiled: list[tuple[int, str]] = []  # (loop depth, description) per counter
         self.sites: list[str] = []
         self.functions: list[tuple[str, str]] = []  # (name, source): fallbacks
         self.declared: dict[str, str] = {}  # type source -> its global (``_rt<n>``)
 
-    def profile_slot(self, step) -> int:
-        """A counter index for ``step`` (a node or a fused group) in profiling mode."""
+    def profile_slot(self, step, depth: int) -> int:
+        """A counter index for ``step`` (a node or a fused group, ``depth`` loops deep)
+        in profiling mode."""
         nodes = getattr(step, "members", [step])
-        self.profiled.append(sanitize(" + ".join(describe_op(n.op) for n in nodes), 120))
+        self.profiled.append((depth, sanitize(" + ".join(describe_op(n.op) for n in nodes),
+                                              120)))
         return len(self.profiled) - 1
 
     def declare(self, type_source: str) -> str:
@@ -150,11 +152,15 @@ class GraphEmitter:
         self.clients: dict = {}
         self.sinks: dict[Variable, str] = {}  # where a loop wants a value written
         self.sunk: set[Variable] = set()  # values a kernel was asked to write there
+        # the row of the profile counters: 0 in the calling thread, 1 in other row parts
+        self.profile_bank = "0"
 
     def child(self, extra_indent: int = 1) -> GraphEmitter:
         """An emitter for a loop body nested in this one (same function, new names)."""
-        return GraphEmitter(self.state, self.lines, self.indent + extra_indent,
-                            self.loop_depth + 1)
+        child = GraphEmitter(self.state, self.lines, self.indent + extra_indent,
+                             self.loop_depth + 1)
+        child.profile_bank = self.profile_bank
+        return child
 
     # ---- lines ---------------------------------------------------------------------------
     def emit(self, line: str) -> None:

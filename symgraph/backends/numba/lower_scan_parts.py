@@ -109,6 +109,7 @@ def _part_body(op, ctx, part, tag, seq_refs, starts, histories, stacked, reverse
 
     inner = op.inner
     n, t, lo, hi = f"{tag}_n", f"{tag}_t", f"{tag}_lo", f"{tag}_hi"
+    part.profile_bank = f"int({lo} > 0)"
     carries = [f"{tag}_c{k}" for k in range(op.n_carry)]
     for k, (cur, start) in enumerate(zip(carries, starts)):
         part.emit(f"{cur} = sg_rows({start}, None, {lo}, {hi})")

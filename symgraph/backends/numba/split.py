@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass, field
 
 #: Names local to generated functions (values, constants, placeholders, the tables).
-LOCAL = re.compile(r"\b(v\d+\w*|k\d+|_e\d+_\w+|_kp|_prof|_c0)\b")
+LOCAL = re.compile(r"\b(v\d+\w*|k\d+|_e\d+_\w+|_kp|_prof|_c\d+)\b")
 _ASSIGN = re.compile(r"^\s*((?:[A-Za-z_]\w*\s*,\s*)*[A-Za-z_]\w*,?)\s*=(?!=)")
 _COND_ASSIGN = re.compile(r"^\s*if .*:\s*([A-Za-z_]\w*)\s*=(?!=)")
 _FOR = re.compile(r"^\s*for ([A-Za-z_]\w*) in ")

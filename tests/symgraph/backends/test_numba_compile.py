@@ -168,3 +168,39 @@ def test_outputs_never_alias_inputs_or_each_other():
         assert not np.shares_memory(out, xv)
     outs[0][0, 0] = 5
     assert xv[0, 0] == 1
+
+
+def test_the_profile_counts_each_node_in_the_calling_thread_and_the_other_parts(tmp_path):
+    """``SYMGRAPH_NUMBA_PROFILE=1``: a loop's count includes its body's (its nodes are
+    listed indented below it), and the body's nodes are counted in the calling thread's
+    part and, apart, in the other row parts."""
+    script = textwrap.dedent("""
+        import numpy as np, symgraph as sg, symgraph.tensor as T
+        from symgraph.backends.numba import threads
+        threads.set_threads(2)
+        threads.set_min_rows(1)
+        x, h0, w = T.ftensor3("x"), T.fmatrix("h0"), T.fmatrix("w")
+        hs, _ = sg.scan(lambda xt, h, w: T.tanh(xt + T.dot(h, w)), sequences=[x],
+                        outputs_info=[h0], non_sequences=[w])
+        f = sg.function([x, h0, w], hs.sum(), mode="numba")
+        rng = np.random.default_rng(0)
+        args = [rng.standard_normal(s).astype("float32") for s in [(50, 64, 32), (64, 32),
+                                                                   (32, 32)]]
+        for _ in range(20):
+            f(*args)
+        counts, described = f.runner.consts[-2], f.runner.profiled
+        scan = next(k for k, (d, text) in enumerate(described) if text.startswith("Scan"))
+        body = [k for k, (d, _) in enumerate(described) if d == 1]
+        assert described[scan][0] == 0 and body
+        assert counts[0, scan] > counts[0, body].sum() > 0  # the loop includes its body
+        assert counts[1, body].sum() > 0 and counts[1, scan] == 0  # the other part
+        table = f.runner.profile().splitlines()
+        assert table[0].split()[:3] == ["share", "calling", "other"]
+        assert any(line.endswith("  Scan" + described[scan][1][4:]) for line in table)
+        assert any("    Elemwise" in line for line in table)  # a body node, indented
+        print("ok")
+    """)
+    env = dict(os.environ, SYMGRAPH_CACHE_DIR=str(tmp_path), SYMGRAPH_NUMBA_PROFILE="1")
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0 and "ok" in done.stdout, done.stderr
