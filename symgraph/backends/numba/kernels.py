@@ -25,6 +25,7 @@ from numba.extending import overload
 
 from symgraph.backends.numba.glue import sg_out, sg_same_data
 from symgraph.backends.numba.prelude import JIT_OPTIONS, SGRuntimeError, sg_exp32
+from symgraph.backends.numba.transpose import sg_copy_columns
 
 __all__ = ["sg_arange", "sg_copy", "sg_fill", "sg_index", "sg_nll_ids", "sg_scatter",
            "sg_scatter_into", "sg_shape", "sg_slice", "sg_softmax", "sg_store",
@@ -70,7 +71,18 @@ def _copy_overload(out, x):
         return flat
     namespace: dict = {}
     exec(_nd_copy_source(x.ndim), namespace)
-    return namespace["copy"]
+    if not (x.ndim == 2 and out.ndim == 2 and x.dtype == out.dtype
+            and x.dtype in (numba.float32, numba.float64)):
+        return namespace["copy"]
+
+    def matrix(out, x):  # a transposed matrix in SIMD blocks
+        if x.strides[0] == x.itemsize and out.strides[1] == out.itemsize:
+            sg_copy_columns(x, out)
+        else:
+            for i in range(x.shape[0]):
+                for j in range(x.shape[1]):
+                    out[i, j] = x[i, j]
+    return matrix
 
 
 # ---- buffers and small helpers -----------------------------------------------------------
