@@ -47,7 +47,8 @@ def _version() -> str:
     digest = hashlib.sha1(f"{numba.__version__} {np.__version__} {sys.version}".encode())
     here = Path(__file__).parent
     for name in ("prelude.py", "glue.py", "kernels.py", "pipeline.py", "diskcache.py",
-                 "compiler.py", "lower_random.py", "threads.py", "products.py"):
+                 "compiler.py", "lower_random.py", "threads.py", "products.py", "tiles.py",
+                 "transpose.py", "pool.py", "blas.py"):
         digest.update((here / name).read_bytes())
     return digest.hexdigest()[:12]
 

@@ -16,7 +16,13 @@ from numba.extending import intrinsic, overload
 from symgraph.backends.numba.glue import sg_out, sg_same_data
 from symgraph.backends.numba.kernels import _copy_loops
 from symgraph.backends.numba.prelude import JIT_OPTIONS, SGRuntimeError
-from symgraph.backends.numba.threads import SHARED_BYTES, sg_part_count, sg_parts_of
+from symgraph.backends.numba.threads import (
+    SHARED_BYTES,
+    sg_one_thread,
+    sg_part_count,
+    sg_part_products,
+    sg_parts_of,
+)
 from symgraph.backends.numba.tiles import sg_tiles
 
 __all__ = ["sg_dot_loops", "sg_dot_vec", "sg_gemm", "sg_gemm_add"]
@@ -68,9 +74,9 @@ def sg_gemm_add(a, b, c, repeat_rows, repeat_columns, out):
     return out
 
 
-#: Multiply-adds from which a product is cut into row parts run on threads
-#: (``threads.sg_parts_of``; each part then calls single-threaded BLAS).
-PARALLEL_PRODUCT = 1 << 24
+#: Multiply-adds from which a product runs in the BLAS's own threads when one thread is
+#: set (no row parts).
+LARGE_PRODUCT = 1 << 24
 
 
 #: Most bytes of the left operand's rows that a tiled product takes (one core's L2
@@ -78,19 +84,40 @@ PARALLEL_PRODUCT = 1 << 24
 TILED_LEFT_BYTES = SHARED_BYTES
 
 
+#: Fewest rows of ``a`` for which a right operand with contiguous columns (a transposed
+#: matrix) is copied with contiguous rows, so that the product runs in tiles: the copy
+#: costs about as much as a few rows of the product.
+COPIED_RIGHT_ROWS = 8
+
+
 @jit
 def _product(a, b, out, beta):
-    """``out = beta * out + a @ b`` (operands BLAS-ready, no size 0). A large product runs
-    in row parts on threads when there are several, else in one call to the BLAS and its
-    own threads; a small one in one call of ``_product_rows``."""
-    m = a.shape[0]
-    if m * a.shape[1] * b.shape[1] >= PARALLEL_PRODUCT:
-        if sg_part_count(m) > 1:
-            sg_parts_of(_product_rows, m, a, b, out, beta)
-        else:
-            _gemm_rows(a, b, out, 0, m, beta)
+    """``out = beta * out + a @ b`` (operands BLAS-ready, no size 0). A product of at least
+    ``threads.set_part_products`` multiply-adds runs in row parts on threads when there
+    are several; with one thread set, a large one in one call to the BLAS and its own
+    threads; any other in one call of ``_product_rows`` (inside
+    a loop's row part: on that part's core). A transposed ``b`` that the tiles would take
+    if its rows were contiguous is copied so first (``sg_copy``: in SIMD blocks)."""
+    m, k = a.shape
+    macs = m * k * b.shape[1]
+    parts = sg_part_count(m) if macs >= sg_part_products() else 1
+    if macs >= LARGE_PRODUCT and sg_one_thread():  # the BLAS's own threads
+        _gemm_rows(a, b, out, 0, m, beta)
+    elif (b.strides[1] != b.itemsize and m >= COPIED_RIGHT_ROWS
+          and -(-m // parts) * k * a.itemsize <= TILED_LEFT_BYTES):
+        rows = np.empty(b.shape, b.dtype)
+        _copy_loops(rows, b)
+        _in_parts(a, rows, out, beta, parts)
     else:
-        _product_rows(0, m, a, b, out, beta)
+        _in_parts(a, b, out, beta, parts)
+
+
+@jit
+def _in_parts(a, b, out, beta, parts):
+    if parts > 1:
+        sg_parts_of(_product_rows, a.shape[0], a, b, out, beta)
+    else:
+        _product_rows(0, a.shape[0], a, b, out, beta)
 
 
 @jit

@@ -47,7 +47,8 @@ from symgraph.backends.numba import blas, pool
 from symgraph.backends.numba.glue import _compiled_here, kernel_argtypes
 from symgraph.backends.numba.prelude import SGRuntimeError
 
-__all__ = ["sg_run_parts", "sg_part_count", "set_threads", "get_threads", "set_min_rows",
+__all__ = ["sg_run_parts", "sg_part_count", "sg_one_thread", "sg_part_products",
+           "set_part_products", "PART_PRODUCTS", "set_threads", "get_threads", "set_min_rows",
            "set_shared_limit", "part_argtypes", "MIN_ROWS", "MAX_PARTS", "SHARED_BYTES"]
 
 #: Fewest rows per part by default: below this a part's products are too thin to pay
@@ -89,9 +90,13 @@ def _core_cache_bytes() -> int:
 #: so larger weights would stream from the shared cache or memory once per part.
 SHARED_BYTES = _core_cache_bytes()
 
-# [threads, min_rows, inside parts, shared bytes], read by generated code through the
-# symbol ``sg_parts_config``.
-_CONFIG = (ctypes.c_int64 * 4)(_default_threads(), MIN_ROWS, 0, SHARED_BYTES)
+#: Multiply-adds from which a product is cut into row parts by default: about 10 us of
+#: work, against well under 1 us to hand a part to the pool.
+PART_PRODUCTS = 1 << 20
+
+# [threads, min_rows, inside parts, shared bytes, part products], read by generated code
+# through the symbol ``sg_parts_config``.
+_CONFIG = (ctypes.c_int64 * 5)(_default_threads(), MIN_ROWS, 0, SHARED_BYTES, PART_PRODUCTS)
 
 
 def set_threads(n: int) -> None:
@@ -112,6 +117,14 @@ def set_min_rows(n: int) -> None:
     if int(n) < 1:
         raise ValueError(f"min_rows must be at least 1, got {n}")
     _CONFIG[1] = int(n)
+
+
+def set_part_products(macs: int) -> None:
+    """Cut products of at least ``macs`` multiply-adds into row parts (when there are
+    several threads)."""
+    if int(macs) < 1:
+        raise ValueError(f"the product size must be at least 1, got {macs}")
+    _CONFIG[4] = int(macs)
 
 
 def set_shared_limit(n: int) -> None:
@@ -267,6 +280,26 @@ def sg_part_count(typingctx, rows):
     return types.intp(rows), codegen
 
 
+@intrinsic
+def sg_part_products(typingctx):
+    """Multiply-adds from which a product is cut into row parts (``set_part_products``)."""
+    def codegen(context, builder, signature, args):
+        return builder.load(cgutils.gep_inbounds(builder, _config(builder.module), 0, 4))
+
+    return types.int64(), codegen
+
+
+@intrinsic
+def sg_one_thread(typingctx):
+    """True when the thread setting is 1: no row parts, and the BLAS of compiled code
+    keeps its own threads (``own_cores`` leaves it alone)."""
+    def codegen(context, builder, signature, args):
+        threads = builder.load(cgutils.gep_inbounds(builder, _config(builder.module), 0, 0))
+        return builder.icmp_signed("==", threads, _I64(1))
+
+    return types.boolean(), codegen
+
+
 def _run_parts(resty, argtys, callee_of, rows_at: int, shared_at: int | None = None):
     def codegen(context, builder, signature, llargs):
         module = builder.module
@@ -359,7 +392,7 @@ def _config(module):
     shared limit."""
     config = module.globals.get("sg_parts_config")
     if config is None:
-        config = ir.GlobalVariable(module, ir.ArrayType(_I64, 4), "sg_parts_config")
+        config = ir.GlobalVariable(module, ir.ArrayType(_I64, 5), "sg_parts_config")
         config.linkage = "external"
     return config
 

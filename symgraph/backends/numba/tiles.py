@@ -194,8 +194,33 @@ def tiled_product(vector_bytes: int, **options):
     compiled with ``options``); :data:`sg_tiles` is the one for this machine."""
     rows, vectors = tile_shape(vector_bytes)
     wide, wide_row = (_tile(r, vectors, False, vector_bytes) for r in (rows, 1))
-    narrow, narrow_row = (_tile(r, 1, False, vector_bytes) for r in (rows, 1))
-    last, last_row = (_tile(r, 1, True, vector_bytes) for r in (rows, 1))
+    # the last panel: q vectors, the last of them masked (q = 1 .. vectors <= 4)
+    (e1, e1_row), (e2, e2_row), (e3, e3_row), (e4, e4_row) = (
+        (_tile(rows, min(q, vectors), True, vector_bytes),
+         _tile(1, min(q, vectors), True, vector_bytes)) for q in range(1, 5))
+
+    def end_panel(a, b, out, i, j, beta, count, q, whole):
+        if q == 1:
+            if whole:
+                e1(a, b, out, i, j, beta, count)
+            else:
+                e1_row(a, b, out, i, j, beta, count)
+        elif q == 2:
+            if whole:
+                e2(a, b, out, i, j, beta, count)
+            else:
+                e2_row(a, b, out, i, j, beta, count)
+        elif q == 3:
+            if whole:
+                e3(a, b, out, i, j, beta, count)
+            else:
+                e3_row(a, b, out, i, j, beta, count)
+        elif whole:
+            e4(a, b, out, i, j, beta, count)
+        else:
+            e4_row(a, b, out, i, j, beta, count)
+
+    end_panel = numba.njit(**options)(end_panel)
 
     def product(a, b, out, lo, hi, beta):
         """``out[lo:hi] = beta * out[lo:hi] + a[lo:hi] @ b`` (``beta`` 0 or 1) in
@@ -204,8 +229,9 @@ def tiled_product(vector_bytes: int, **options):
         n = out.shape[1]
         width = vector_bytes // out.itemsize
         j = 0
-        while j < n:  # a column panel: `vectors` vectors, else one, else a masked one
+        while j < n:  # a column panel: `vectors` vectors, else the last, narrower one
             left = n - j
+            q = min(vectors, (left + width - 1) // width)
             i = lo
             while i < hi:
                 whole = i + rows <= hi
@@ -214,17 +240,10 @@ def tiled_product(vector_bytes: int, **options):
                         wide(a, b, out, i, j, beta, width)
                     else:
                         wide_row(a, b, out, i, j, beta, width)
-                elif left >= width:
-                    if whole:
-                        narrow(a, b, out, i, j, beta, width)
-                    else:
-                        narrow_row(a, b, out, i, j, beta, width)
-                elif whole:
-                    last(a, b, out, i, j, beta, left)
                 else:
-                    last_row(a, b, out, i, j, beta, left)
+                    end_panel(a, b, out, i, j, beta, left - (q - 1) * width, q, whole)
                 i += rows if whole else 1
-            j += width * vectors if left >= width * vectors else width
+            j += width * q
 
     return numba.njit(**options)(product)
 

@@ -206,14 +206,17 @@ def test_zero_steps_in_parts_give_the_initial_state(parts):
 
 @pytest.mark.parametrize("layouts", ["CC", "FC", "CF", "FF"])
 @pytest.mark.parametrize("setting", [(1, 16), (2, 16), (3, 1)])
-def test_large_products_in_row_parts(parts, layouts, setting):
-    """Products of at least ``PARALLEL_PRODUCT`` multiply-adds are cut into row parts,
-    each a BLAS call on a pointer offset into C- or F-ordered operands."""
-    from symgraph.backends.numba.products import PARALLEL_PRODUCT, sg_gemm, sg_gemm_add
+@pytest.mark.parametrize("shape", [(301, 250, 230), (5000, 4, 70), (64, 40000, 4)])
+def test_large_products_in_row_parts(parts, layouts, setting, shape):
+    """Products of at least ``set_part_products`` multiply-adds are cut into row parts,
+    each in tiles or a BLAS call on a pointer offset into C- or F-ordered operands (a
+    transposed right operand copied first, or not: the left rows too long for tiles);
+    with one thread, the largest go to the BLAS whole."""
+    from symgraph.backends.numba.products import LARGE_PRODUCT, sg_gemm, sg_gemm_add
 
     parts(*setting)
-    m, k, n = 301, 250, 230
-    assert m * k * n >= PARALLEL_PRODUCT
+    m, k, n = shape
+    assert m * k * n >= threads.PART_PRODUCTS and (m * k * n >= LARGE_PRODUCT) == (m == 301)
     rng = np.random.default_rng(len(layouts))
     a, b = rng.standard_normal((m, k)), rng.standard_normal((k, n))
     c = rng.standard_normal((m, n))
@@ -250,6 +253,8 @@ def test_thread_settings_are_checked():
         threads.set_min_rows(0)
     with pytest.raises(ValueError):
         threads.set_shared_limit(-1)
+    with pytest.raises(ValueError):
+        threads.set_part_products(0)
 
 
 @pytest.mark.parametrize("product", ["_gemm_rows(a, a, out, 0, 1, 0.0)",  # gemm
