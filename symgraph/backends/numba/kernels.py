@@ -9,7 +9,9 @@ buffer and returns the array it wrote: ``out`` itself when its shape is right (a
 preallocated per-step buffer inside a compiled scan), else a fresh array (top-level code
 passes an empty placeholder), through ``glue.sg_out`` as generated kernels do. A failed
 check raises :class:`SGRuntimeError`; the runner then reproduces the reference
-interpreter's error.
+interpreter's error. Gathers and softmax cross-entropies of at least
+:data:`PART_ELEMENTS` elements run in row parts on threads when there are several
+(``threads.sg_parts_of``; an error in any part is raised after all finish).
 
 They avoid numba features that are slow to compile (array-to-array assignment and
 ``np.broadcast_to`` pull in error-message formatting that took 3 s to compile).
@@ -25,6 +27,7 @@ from numba.extending import overload
 
 from symgraph.backends.numba.glue import sg_out, sg_same_data
 from symgraph.backends.numba.prelude import JIT_OPTIONS, SGRuntimeError, sg_exp32
+from symgraph.backends.numba.threads import sg_part_count, sg_parts_of
 from symgraph.backends.numba.transpose import sg_copy_columns
 
 __all__ = ["sg_arange", "sg_copy", "sg_fill", "sg_index", "sg_nll_ids", "sg_scatter",
@@ -33,6 +36,11 @@ __all__ = ["sg_arange", "sg_copy", "sg_fill", "sg_index", "sg_nll_ids", "sg_scat
            "sg_xent_ids", "sg_xent_ids_softmax", "sg_xent_rows"]
 
 jit = numba.njit(**JIT_OPTIONS)
+
+#: Elements from which gathers and softmax cross-entropies run in row parts on threads
+#: (``threads.sg_parts_of``) when there are several. (Scatter-adds and column sums read
+#: memory at the rate two cores do: in column parts they were no faster.)
+PART_ELEMENTS = 1 << 14
 
 
 def _exp(x):  # pragma: no cover - replaced by the overload inside compiled code
@@ -364,7 +372,16 @@ def sg_xent_ids_softmax(x, ids, out, probs):
     x2, i1, out, o1 = _by_row(x, ids, out)
     probs = sg_out(probs, x.shape)
     p2 = probs.reshape(x2.shape)
-    for r in range(x2.shape[0]):
+    if x2.size >= PART_ELEMENTS and sg_part_count(x2.shape[0]) > 1:
+        sg_parts_of(_xent_softmax_rows, x2.shape[0], x2, i1, o1, p2)
+    else:
+        _xent_softmax_rows(0, x2.shape[0], x2, i1, o1, p2)
+    return out, probs
+
+
+@jit
+def _xent_softmax_rows(lo, hi, x2, i1, o1, p2):
+    for r in range(lo, hi):
         row, p = x2[r], p2[r]
         c = _class(i1, r, row.shape[0])
         m = _row_max(row)
@@ -373,7 +390,6 @@ def sg_xent_ids_softmax(x, ids, out, probs):
         inv = 1.0 / total
         for j in range(row.shape[0]):
             p[j] = p[j] * inv
-    return out, probs
 
 
 @jit
@@ -433,11 +449,19 @@ def sg_take(x, idx, out):
     x2 = np.ascontiguousarray(x).reshape((n, row))
     i1 = np.ascontiguousarray(idx).reshape(idx.size)
     o2 = out.reshape((idx.size, row))
-    for r in range(i1.size):
-        i = _row(i1[r], n)
-        for j in range(row):
-            o2[r, j] = x2[i, j]
+    if o2.size >= PART_ELEMENTS and sg_part_count(i1.size) > 1:
+        sg_parts_of(_take_rows, i1.size, x2, i1, o2)
+    else:
+        _take_rows(0, i1.size, x2, i1, o2)
     return out
+
+
+@jit
+def _take_rows(lo, hi, x2, i1, o2):
+    for r in range(lo, hi):
+        i = _row(i1[r], x2.shape[0])
+        for j in range(o2.shape[1]):
+            o2[r, j] = x2[i, j]
 
 
 @jit

@@ -383,3 +383,38 @@ def test_parts_cover_every_row_once_and_raise_after_all_finish(parts, starts):
     for bad in (1, 10):  # the calling thread's part, the last part
         with pytest.raises(threads.SGRuntimeError):
             run(np.zeros(12), bad)
+
+
+@pytest.mark.parametrize("setting", [(1, 16), (2, 1), (3, 1)])
+def test_large_gathers_and_cross_entropies_in_parts(parts, setting):
+    """Above ``kernels.PART_ELEMENTS`` gathers and softmax cross-entropies run in row
+    parts: the same values as numpy, and an id out of range in any part is an error."""
+    from symgraph.backends.numba import kernels
+
+    parts(*setting)
+    rng = np.random.default_rng(sum(setting))
+    table = rng.standard_normal((27, 700)).astype(np.float32)
+    ids = rng.integers(0, 27, 300)
+    assert ids.size * table.shape[1] >= kernels.PART_ELEMENTS
+    empty = np.empty((0, 0), np.float32)
+    assert_same(kernels.sg_take(table, ids, empty), table[ids])
+    logits = rng.standard_normal((30, 40, 27)).astype(np.float32)
+    targets = rng.integers(0, 27, (30, 40))
+    assert logits.size >= kernels.PART_ELEMENTS
+    loss, probs = kernels.sg_xent_ids_softmax(logits, targets, empty,
+                                              np.empty((0, 0, 0), np.float32))
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    want_p = np.exp(shifted) / np.exp(shifted).sum(axis=-1, keepdims=True)
+    assert_same(probs, want_p, rtol=1e-5, atol=1e-6)
+    assert_same(loss, -np.log(np.take_along_axis(want_p, targets[..., None], -1))[..., 0],
+                rtol=1e-5, atol=1e-5)
+    for bad in (0, -1):  # the first part's rows, the last part's
+        wrong = ids.copy()
+        wrong[bad] = 27
+        with pytest.raises(threads.SGRuntimeError):
+            kernels.sg_take(table, wrong, empty)
+        wrong_targets = targets.copy()
+        wrong_targets.flat[bad] = 27
+        with pytest.raises(threads.SGRuntimeError):
+            kernels.sg_xent_ids_softmax(logits, wrong_targets, empty,
+                                        np.empty((0, 0, 0), np.float32))
