@@ -6,6 +6,7 @@ from symgraph.ops import basic, blas, math, nnet, random, reduce, shape, subtens
 from symgraph.ops import lookup_rewrites as _lookup_rewrites  # noqa: F401  (registers)
 from symgraph.ops import reduction_rewrites as _reduction_rewrites  # noqa: F401  (registers)
 from symgraph.ops import rewrites as _rewrites  # noqa: F401  (registers the op rewrites)
+from symgraph.ops import scan_gather_rewrites as _scan_gather  # noqa: F401  (registers)
 from symgraph.ops import scan_rewrites as _scan_rewrites  # noqa: F401  (registers passes)
 from symgraph.ops import shape_rewrites as _shape_rewrites  # noqa: F401  (registers)
 

@@ -5,6 +5,9 @@
   only reads a reshaped array's shape then no longer needs the array: after
   ``gather_before_product``, the seed LSTM's embedding rows ``E[ids]`` were still
   gathered just to give the input sequence's shape.
+- ``gather_length``: ``table[idx].shape[i]`` -> ``idx.shape[i]`` for the axes of ``idx``,
+  else ``table.shape[i - idx.ndim + 1]``: the gradient of a loop that gathers its inputs
+  step by step (``scan_gather_in_step``) reads only the gathered rows' shape.
 """
 
 from __future__ import annotations
@@ -12,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 
 from symgraph.graph import Constant, Variable
-from symgraph.ops.shape import MakeVector, Reshape, Shape
-from symgraph.ops.subtensor import Subtensor
+from symgraph.ops.shape import MakeVector, Reshape, Shape, shape
+from symgraph.ops.subtensor import AdvancedSubtensor1, Subtensor
 from symgraph.rewriting import local_rewrite
 
 
@@ -46,3 +49,34 @@ def reshape_length(fgraph, node):
     if not _never_negative(d) or d.dtype != out.dtype or d.ndim != 0:
         return None
     return {out: d}
+
+
+def _gather_lengths(gathered: Variable) -> list | None:
+    """The lengths of ``table[idx]`` from ``idx`` and ``table``, or None."""
+    owner = gathered.owner
+    if owner is None or not isinstance(owner.op, AdvancedSubtensor1):
+        return None
+    table, idx = owner.inputs
+    return ([shape(idx)[k] for k in range(idx.ndim)]
+            + [shape(table)[k] for k in range(1, table.ndim)])
+
+
+@local_rewrite("gather_length", order=26)
+def gather_length(fgraph, node):
+    """``Shape(AdvancedSubtensor1(table, idx))`` -> the lengths of ``idx`` and of
+    ``table`` past its first axis (a shape vector, or one entry of it)."""
+    if isinstance(node.op, Shape):
+        lengths = _gather_lengths(node.inputs[0])
+        if lengths is None:
+            return None
+        return {node.outputs[0]: MakeVector("int64")(*lengths)}
+    if not (isinstance(node.op, Subtensor) and len(node.inputs) == 1
+            and len(node.op.idx_list) == 1 and isinstance(node.op.idx_list[0], int)):
+        return None
+    vector = node.inputs[0]
+    if vector.owner is None or not isinstance(vector.owner.op, Shape):
+        return None
+    lengths = _gather_lengths(vector.owner.inputs[0])
+    if lengths is None:
+        return None
+    return {node.outputs[0]: lengths[node.op.idx_list[0] % len(lengths)]}

@@ -415,7 +415,9 @@ class _AdvancedGather(_AdvancedBase):
     def pullback(self, inputs, outputs, cotangents):
         x, *indices = inputs
         (g,) = cotangents
-        return [self.inc_op()(zeros_like(x), g, *indices)] + [disconnected() for _ in indices]
+        scattered = self.inc_op()(zeros_like(x), g, *indices)
+        scattered.creation = outputs[0].creation  # a bad index names the user's indexing
+        return [scattered] + [disconnected() for _ in indices]
 
     def infer_shape(self, node, input_shapes):
         k = len(node.inputs) - 1

@@ -95,9 +95,10 @@ def _product(a, b, out, beta):
     """``out = beta * out + a @ b`` (operands BLAS-ready, no size 0). A product of at least
     ``threads.set_part_products`` multiply-adds runs in row parts on threads when there
     are several; with one thread set, a large one in one call to the BLAS and its own
-    threads; any other in one call of ``_product_rows`` (inside
-    a loop's row part: on that part's core). A transposed ``b`` that the tiles would take
-    if its rows were contiguous is copied so first (``sg_copy``: in SIMD blocks)."""
+    threads; one too short for row parts in column parts of tiles; any other in one call
+    of ``_product_rows`` (inside a loop's row part: on that part's core). A transposed
+    ``b`` that the tiles would take if its rows were contiguous is copied so first
+    (``sg_copy``: in SIMD blocks)."""
     m, k = a.shape
     macs = m * k * b.shape[1]
     parts = sg_part_count(m) if macs >= sg_part_products() else 1
@@ -107,17 +108,37 @@ def _product(a, b, out, beta):
           and -(-m // parts) * k * a.itemsize <= TILED_LEFT_BYTES):
         rows = np.empty(b.shape, b.dtype)
         _copy_loops(rows, b)
-        _in_parts(a, rows, out, beta, parts)
+        _in_parts(a, rows, out, beta, parts, macs)
     else:
-        _in_parts(a, b, out, beta, parts)
+        _in_parts(a, b, out, beta, parts, macs)
 
 
 @jit
-def _in_parts(a, b, out, beta, parts):
+def _in_parts(a, b, out, beta, parts, macs):
+    """Row parts; or, for a product too short for them, column parts of tiles."""
+    m, n = a.shape[0], b.shape[1]
     if parts > 1:
-        sg_parts_of(_product_rows, a.shape[0], a, b, out, beta)
+        sg_parts_of(_product_rows, m, a, b, out, beta)
+    elif (macs >= sg_part_products() and b.strides[1] == b.itemsize
+          and m * a.shape[1] * a.itemsize <= TILED_LEFT_BYTES and sg_part_count(n) > 1):
+        sg_parts_of(_product_columns, n, a, b, out, beta)
     else:
-        _product_rows(0, a.shape[0], a, b, out, beta)
+        _product_rows(0, m, a, b, out, beta)
+
+
+#: Columns a column part starts on a multiple of (a cache line of float32).
+COLUMN_BLOCK = 16
+
+
+@jit
+def _product_columns(lo, hi, a, b, out, beta):
+    """Columns ``lo:hi`` (each bound rounded down to a whole block, the last part's end
+    kept, so parts stay adjacent) in register tiles."""
+    n = b.shape[1]
+    first = lo - lo % COLUMN_BLOCK
+    stop = n if hi >= n else hi - hi % COLUMN_BLOCK
+    if stop > first:
+        sg_tiles(a, b[:, first:stop], out[:, first:stop], 0, a.shape[0], beta)
 
 
 @jit

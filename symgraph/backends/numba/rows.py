@@ -27,7 +27,7 @@ from symgraph.ops.elemwise import Elemwise
 from symgraph.ops.nnet import LogSoftmax, Softmax
 from symgraph.ops.reduce import Reduce
 from symgraph.ops.shape import Alloc, Join, Shape
-from symgraph.ops.subtensor import IncSubtensor, Slice, Subtensor
+from symgraph.ops.subtensor import AdvancedSubtensor1, IncSubtensor, Slice, Subtensor
 
 SHARED, ROWS, SHAPE, COUNT = "shared", "rows", "shape", "count"
 _WHOLE = Slice(None, None, None)
@@ -80,6 +80,9 @@ def _kind(node, got: list) -> str | None:
         return ROWS if op.axis % node.outputs[0].ndim != 0 and set(got) == {ROWS} else None
     if isinstance(op, Reduce):
         return ROWS if got == [ROWS] and 0 not in op.axes and node.outputs[0].ndim else None
+    if isinstance(op, AdvancedSubtensor1):  # rows of a shared table, one per row's id
+        table, ids = node.inputs
+        return ROWS if got == [SHARED, ROWS] and ids.ndim == 1 and table.ndim >= 1 else None
     if isinstance(op, Softmax | LogSoftmax):
         return ROWS if got == [ROWS] and op.axis % node.inputs[0].ndim != 0 else None
     return None

@@ -61,6 +61,17 @@ def test_recurrent_steps_keep_rows_apart():
     assert independent_rows(_loop(lambda xt, h, w: xt + h.sum(axis=1, keepdims=True)))
 
 
+def test_rows_gathered_from_a_shared_table_by_each_rows_id_keep_rows_apart():
+    def loop(step):
+        ids, h0, table = T.imatrix("ids"), T.fmatrix("h0"), T.fmatrix("table")
+        hs, _ = sg.scan(step, sequences=[ids], outputs_info=[h0], non_sequences=[table])
+        fn = sg.function([ids, h0, table], hs, mode="numba", on_unused_input="ignore")
+        return scans_of(fn)[0]
+
+    assert independent_rows(loop(lambda i, h, table: T.tanh(table[i] + h)))
+    assert not independent_rows(loop(lambda i, h, table: T.tanh(h[i] + h)))  # rows of a row array
+
+
 @pytest.mark.parametrize("step", [
     lambda xt, h, w: xt + h.sum(axis=0, keepdims=True),  # a sum over rows
     lambda xt, h, w: xt + T.dot(w, h),  # rows contracted
@@ -206,11 +217,13 @@ def test_zero_steps_in_parts_give_the_initial_state(parts):
 
 @pytest.mark.parametrize("layouts", ["CC", "FC", "CF", "FF"])
 @pytest.mark.parametrize("setting", [(1, 16), (2, 16), (3, 1)])
-@pytest.mark.parametrize("shape", [(301, 250, 230), (5000, 4, 70), (64, 40000, 4)])
+@pytest.mark.parametrize("shape", [(301, 250, 230), (5000, 4, 70), (64, 40000, 4),
+                                   (20, 100, 1000)])
 def test_large_products_in_row_parts(parts, layouts, setting, shape):
     """Products of at least ``set_part_products`` multiply-adds are cut into row parts,
     each in tiles or a BLAS call on a pointer offset into C- or F-ordered operands (a
     transposed right operand copied first, or not: the left rows too long for tiles);
+    too few rows for row parts: column parts of tiles (bounds rounded to whole blocks);
     with one thread, the largest go to the BLAS whole."""
     from symgraph.backends.numba.products import LARGE_PRODUCT, sg_gemm, sg_gemm_add
 
