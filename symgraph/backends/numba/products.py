@@ -138,7 +138,7 @@ def _product_columns(lo, hi, a, b, out, beta):
     first = lo - lo % COLUMN_BLOCK
     stop = n if hi >= n else hi - hi % COLUMN_BLOCK
     if stop > first:
-        sg_tiles(a, b[:, first:stop], out[:, first:stop], 0, a.shape[0], beta)
+        sg_tiles(a, b, out, 0, a.shape[0], beta, first, stop)
 
 
 @jit
@@ -146,7 +146,7 @@ def _product_rows(lo, hi, a, b, out, beta):
     """Rows ``lo:hi`` in register tiles (``tiles``) where ``b``'s rows are contiguous and
     those rows of ``a`` fit in a core's cache, else through the BLAS."""
     if b.strides[1] == b.itemsize and (hi - lo) * a.shape[1] * a.itemsize <= TILED_LEFT_BYTES:
-        sg_tiles(a, b, out, lo, hi, beta)
+        sg_tiles(a, b, out, lo, hi, beta, 0, -1)
     else:
         _gemm_rows(a, b, out, lo, hi, beta)
 

@@ -222,13 +222,13 @@ def tiled_product(vector_bytes: int, **options):
 
     end_panel = numba.njit(**options)(end_panel)
 
-    def product(a, b, out, lo, hi, beta):
+    def product(a, b, out, lo, hi, beta, first=0, stop=-1):
         """``out[lo:hi] = beta * out[lo:hi] + a[lo:hi] @ b`` (``beta`` 0 or 1) in
-        register tiles. ``b``'s and ``out``'s rows contiguous, ``a`` any strides, shapes
-        checked by the caller."""
-        n = out.shape[1]
+        register tiles, for the columns ``first:stop`` (all by default). ``b``'s and
+        ``out``'s rows contiguous, ``a`` any strides, shapes checked by the caller."""
+        n = out.shape[1] if stop < 0 else stop
         width = vector_bytes // out.itemsize
-        j = 0
+        j = first
         while j < n:  # a column panel: `vectors` vectors, else the last, narrower one
             left = n - j
             q = min(vectors, (left + width - 1) // width)
