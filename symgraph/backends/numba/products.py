@@ -95,10 +95,9 @@ def _product(a, b, out, beta):
     """``out = beta * out + a @ b`` (operands BLAS-ready, no size 0). A product of at least
     ``threads.set_part_products`` multiply-adds runs in row parts on threads when there
     are several; with one thread set, a large one in one call to the BLAS and its own
-    threads; one too short for row parts in column parts of tiles; any other in one call
-    of ``_product_rows`` (inside a loop's row part: on that part's core). A transposed
-    ``b`` that the tiles would take if its rows were contiguous is copied so first
-    (``sg_copy``: in SIMD blocks)."""
+    threads; any other in one call of ``_product_rows`` (inside a loop's row part: on
+    that part's core). A transposed ``b`` that the tiles would take if its rows were
+    contiguous is copied so first (``sg_copy``: in SIMD blocks)."""
     m, k = a.shape
     macs = m * k * b.shape[1]
     parts = sg_part_count(m) if macs >= sg_part_products() else 1
@@ -115,30 +114,10 @@ def _product(a, b, out, beta):
 
 @jit
 def _in_parts(a, b, out, beta, parts, macs):
-    """Row parts; or, for a product too short for them, column parts of tiles."""
-    m, n = a.shape[0], b.shape[1]
     if parts > 1:
-        sg_parts_of(_product_rows, m, a, b, out, beta)
-    elif (macs >= sg_part_products() and b.strides[1] == b.itemsize
-          and m * a.shape[1] * a.itemsize <= TILED_LEFT_BYTES and sg_part_count(n) > 1):
-        sg_parts_of(_product_columns, n, a, b, out, beta)
+        sg_parts_of(_product_rows, a.shape[0], a, b, out, beta)
     else:
-        _product_rows(0, m, a, b, out, beta)
-
-
-#: Columns a column part starts on a multiple of (a cache line of float32).
-COLUMN_BLOCK = 16
-
-
-@jit
-def _product_columns(lo, hi, a, b, out, beta):
-    """Columns ``lo:hi`` (each bound rounded down to a whole block, the last part's end
-    kept, so parts stay adjacent) in register tiles."""
-    n = b.shape[1]
-    first = lo - lo % COLUMN_BLOCK
-    stop = n if hi >= n else hi - hi % COLUMN_BLOCK
-    if stop > first:
-        sg_tiles(a, b, out, 0, a.shape[0], beta, first, stop)
+        _product_rows(0, a.shape[0], a, b, out, beta)
 
 
 @jit
@@ -146,7 +125,7 @@ def _product_rows(lo, hi, a, b, out, beta):
     """Rows ``lo:hi`` in register tiles (``tiles``) where ``b``'s rows are contiguous and
     those rows of ``a`` fit in a core's cache, else through the BLAS."""
     if b.strides[1] == b.itemsize and (hi - lo) * a.shape[1] * a.itemsize <= TILED_LEFT_BYTES:
-        sg_tiles(a, b, out, lo, hi, beta, 0, -1)
+        sg_tiles(a, b, out, lo, hi, beta)
     else:
         _gemm_rows(a, b, out, lo, hi, beta)
 

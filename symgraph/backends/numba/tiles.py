@@ -194,10 +194,11 @@ def tiled_product(vector_bytes: int, **options):
     compiled with ``options``); :data:`sg_tiles` is the one for this machine."""
     rows, vectors = tile_shape(vector_bytes)
     wide, wide_row = (_tile(r, vectors, False, vector_bytes) for r in (rows, 1))
-    # the last panel: q vectors, the last of them masked (q = 1 .. vectors <= 4)
-    (e1, e1_row), (e2, e2_row), (e3, e3_row), (e4, e4_row) = (
-        (_tile(rows, min(q, vectors), True, vector_bytes),
-         _tile(1, min(q, vectors), True, vector_bytes)) for q in range(1, 5))
+    # the last panels: one or two vectors, the last of them masked (two vectors keep twice
+    # the sums in flight: 856 x 128 x 27 in 66 us, 79 in one-vector panels; more kinds of
+    # tile would only add compile time)
+    (e1, e1_row), (e2, e2_row) = ((_tile(rows, q, True, vector_bytes),
+                                   _tile(1, q, True, vector_bytes)) for q in (1, min(2, vectors)))
 
     def end_panel(a, b, out, i, j, beta, count, q, whole):
         if q == 1:
@@ -205,33 +206,23 @@ def tiled_product(vector_bytes: int, **options):
                 e1(a, b, out, i, j, beta, count)
             else:
                 e1_row(a, b, out, i, j, beta, count)
-        elif q == 2:
-            if whole:
-                e2(a, b, out, i, j, beta, count)
-            else:
-                e2_row(a, b, out, i, j, beta, count)
-        elif q == 3:
-            if whole:
-                e3(a, b, out, i, j, beta, count)
-            else:
-                e3_row(a, b, out, i, j, beta, count)
         elif whole:
-            e4(a, b, out, i, j, beta, count)
+            e2(a, b, out, i, j, beta, count)
         else:
-            e4_row(a, b, out, i, j, beta, count)
+            e2_row(a, b, out, i, j, beta, count)
 
     end_panel = numba.njit(**options)(end_panel)
 
-    def product(a, b, out, lo, hi, beta, first=0, stop=-1):
+    def product(a, b, out, lo, hi, beta):
         """``out[lo:hi] = beta * out[lo:hi] + a[lo:hi] @ b`` (``beta`` 0 or 1) in
-        register tiles, for the columns ``first:stop`` (all by default). ``b``'s and
-        ``out``'s rows contiguous, ``a`` any strides, shapes checked by the caller."""
-        n = out.shape[1] if stop < 0 else stop
+        register tiles. ``b``'s and ``out``'s rows contiguous, ``a`` any strides, shapes
+        checked by the caller."""
+        n = out.shape[1]
         width = vector_bytes // out.itemsize
-        j = first
-        while j < n:  # a column panel: `vectors` vectors, else the last, narrower one
+        j = 0
+        while j < n:  # a column panel: `vectors` vectors, else one or two, the last masked
             left = n - j
-            q = min(vectors, (left + width - 1) // width)
+            q = vectors if left >= width * vectors else min(2, (left + width - 1) // width)
             i = lo
             while i < hi:
                 whole = i + rows <= hi

@@ -218,12 +218,11 @@ def test_zero_steps_in_parts_give_the_initial_state(parts):
 @pytest.mark.parametrize("layouts", ["CC", "FC", "CF", "FF"])
 @pytest.mark.parametrize("setting", [(1, 16), (2, 16), (3, 1)])
 @pytest.mark.parametrize("shape", [(301, 250, 230), (5000, 4, 70), (64, 40000, 4),
-                                   (20, 100, 1000)])
+                                   (20, 100, 1000)])  # the last: too few rows for parts
 def test_large_products_in_row_parts(parts, layouts, setting, shape):
     """Products of at least ``set_part_products`` multiply-adds are cut into row parts,
     each in tiles or a BLAS call on a pointer offset into C- or F-ordered operands (a
     transposed right operand copied first, or not: the left rows too long for tiles);
-    too few rows for row parts: column parts of tiles (bounds rounded to whole blocks);
     with one thread, the largest go to the BLAS whole."""
     from symgraph.backends.numba.products import LARGE_PRODUCT, sg_gemm, sg_gemm_add
 

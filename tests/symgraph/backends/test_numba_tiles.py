@@ -132,18 +132,3 @@ def test_tiles_run_inside_other_compiled_code():
     twice(a, b, out)
     np.testing.assert_array_equal(out, 2 * b)
 
-
-@pytest.mark.parametrize("first, stop", [(0, -1), (16, 40), (0, 7), (37, 150), (64, 65)])
-def test_a_column_range_is_computed_and_the_rest_left_alone(first, stop):
-    rng = np.random.default_rng(first)
-    a = rng.standard_normal((9, 20)).astype(np.float32)
-    b = rng.standard_normal((20, 150)).astype(np.float32)
-    out = rng.standard_normal((9, 150)).astype(np.float32)
-    before = out.copy()
-    sg_tiles(a, b, out, 2, 7, 0.0, first, stop)
-    end = 150 if stop < 0 else stop
-    want = before.copy()
-    want[2:7, first:end] = a[2:7].astype(np.float64) @ b[:, first:end].astype(np.float64)
-    np.testing.assert_allclose(out, want, rtol=0, atol=3e-6 * 20 * 30)
-    np.testing.assert_array_equal(out[:, end:], before[:, end:])
-    np.testing.assert_array_equal(out[:, :first], before[:, :first])
