@@ -29,22 +29,30 @@ def _never_negative(d: Variable) -> bool:
             and isinstance(owner.inputs[0].owner.op, Shape))
 
 
-@local_rewrite("reshape_length", order=26)
-def reshape_length(fgraph, node):
-    """``Subtensor{i}(Shape(Reshape(x, MakeVector(d...))))`` -> ``d[i]``."""
+def _length_read(node) -> tuple[Variable, int] | None:
+    """``(x, i)`` when ``node`` is ``Subtensor{i}(Shape(x))``: one length of ``x``."""
     if not (isinstance(node.op, Subtensor) and len(node.inputs) == 1
             and len(node.op.idx_list) == 1 and isinstance(node.op.idx_list[0], int)):
         return None
     vector = node.inputs[0]
     if vector.owner is None or not isinstance(vector.owner.op, Shape):
         return None
-    reshaped = vector.owner.inputs[0]
+    return vector.owner.inputs[0], node.op.idx_list[0]
+
+
+@local_rewrite("reshape_length", order=26)
+def reshape_length(fgraph, node):
+    """``Subtensor{i}(Shape(Reshape(x, MakeVector(d...))))`` -> ``d[i]``."""
+    read = _length_read(node)
+    if read is None:
+        return None
+    reshaped, i = read
     if reshaped.owner is None or not isinstance(reshaped.owner.op, Reshape):
         return None
     lengths = reshaped.owner.inputs[1]
     if lengths.owner is None or not isinstance(lengths.owner.op, MakeVector):
         return None
-    d = lengths.owner.inputs[node.op.idx_list[0]]
+    d = lengths.owner.inputs[i]
     out = node.outputs[0]
     if not _never_negative(d) or d.dtype != out.dtype or d.ndim != 0:
         return None
@@ -70,13 +78,8 @@ def gather_length(fgraph, node):
         if lengths is None:
             return None
         return {node.outputs[0]: MakeVector("int64")(*lengths)}
-    if not (isinstance(node.op, Subtensor) and len(node.inputs) == 1
-            and len(node.op.idx_list) == 1 and isinstance(node.op.idx_list[0], int)):
-        return None
-    vector = node.inputs[0]
-    if vector.owner is None or not isinstance(vector.owner.op, Shape):
-        return None
-    lengths = _gather_lengths(vector.owner.inputs[0])
+    read = _length_read(node)
+    lengths = None if read is None else _gather_lengths(read[0])
     if lengths is None:
         return None
-    return {node.outputs[0]: lengths[node.op.idx_list[0] % len(lengths)]}
+    return {node.outputs[0]: lengths[read[1] % len(lengths)]}
