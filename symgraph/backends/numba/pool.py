@@ -41,8 +41,21 @@ __all__ = ["available", "set_enabled", "enabled", "workers", "start_address",
 
 #: Most workers (and parts handed to the pool at once).
 SLOTS = 64
+def _spin_setting() -> int:
+    """``SYMGRAPH_NUMBA_SPIN_US``: microseconds, at least 0 (default 2000)."""
+    text = os.environ.get("SYMGRAPH_NUMBA_SPIN_US", "2000")
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ValueError(f"SYMGRAPH_NUMBA_SPIN_US must be a whole number of microseconds "
+                         f"(0 or more), got {text!r}")
+    return value
+
+
 #: Microseconds a worker spins for its next part before it sleeps.
-SPIN_US = int(os.environ.get("SYMGRAPH_NUMBA_SPIN_US", "2000"))
+SPIN_US = _spin_setting()
 #: Microseconds a caller spins for a part to finish before it yields its core between
 #: checks.
 YIELD_AFTER_US = 50

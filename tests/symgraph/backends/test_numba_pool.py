@@ -167,3 +167,24 @@ def test_the_pool_can_be_turned_off_from_the_environment():
                           env={**os.environ, "SYMGRAPH_NUMBA_POOL": "0"},
                           timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("spin, ok", [("0", True), ("150", True), ("-1", False),
+                                      ("2ms", False)])
+def test_the_spin_time_from_the_environment_is_checked(spin, ok):
+    import subprocess
+    import sys
+
+    script = ("from symgraph.backends.numba import pool, threads\n"
+              "import numpy as np\n"
+              "from tests.symgraph.backends.test_numba_pool import _regions, _expected\n"
+              "threads.set_threads(2); threads.set_min_rows(1)\n"
+              "out = np.zeros(8)\n"
+              "_regions(out, -1, 3)\n"
+              f"assert np.array_equal(out, _expected(8, 2)) and pool.SPIN_US == int({spin!r})\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env={**os.environ, "SYMGRAPH_NUMBA_SPIN_US": spin}, timeout=300)
+    if ok:
+        assert done.returncode == 0, done.stderr
+    else:
+        assert done.returncode != 0 and "SYMGRAPH_NUMBA_SPIN_US must be" in done.stderr
