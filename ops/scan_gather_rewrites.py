@@ -18,21 +18,20 @@ constant ``d``, and the ids are an integer matrix. The reshape then fails unless
 
 from __future__ import annotations
 
-from symgraph.fgraph import OUTPUT, FunctionGraph
+from symgraph.fgraph import FunctionGraph
 from symgraph.graph import Constant, Variable
 from symgraph.ops.basic import tensor
-from symgraph.ops.shape import MakeVector, Reshape, Shape, specify_shape
-from symgraph.ops.subtensor import AdvancedSubtensor1, Subtensor
+from symgraph.ops.shape import MakeVector, Reshape, specify_shape
+from symgraph.ops.shape_rewrites import length_read
+from symgraph.ops.subtensor import AdvancedSubtensor1
 from symgraph.rewriting import register_pass
 from symgraph.scan.op import Scan
 
 
 def _length(dim: Variable, of: Variable, axis: int) -> bool:
     """Whether ``dim`` is ``of.shape[axis]``."""
-    node = dim.owner
-    return (node is not None and isinstance(node.op, Subtensor) and node.op.idx_list == (axis,)
-            and node.inputs[0].owner is not None and isinstance(node.inputs[0].owner.op, Shape)
-            and node.inputs[0].owner.inputs[0] is of)
+    read = None if dim.owner is None else length_read(dim.owner)
+    return read is not None and read[0] is of and read[1] == axis
 
 
 def _looked_up(seq: Variable):
@@ -62,7 +61,7 @@ def _looked_up(seq: Variable):
 
 def _only_read_by(var: Variable, node, clients) -> bool:
     readers = clients.get(var, [])
-    return bool(readers) and all(c is node and c != OUTPUT for c, _ in readers)
+    return bool(readers) and all(c is node for c, _ in readers)
 
 
 @register_pass("scan_gather_in_step", order=27)

@@ -29,7 +29,7 @@ def _never_negative(d: Variable) -> bool:
             and isinstance(owner.inputs[0].owner.op, Shape))
 
 
-def _length_read(node) -> tuple[Variable, int] | None:
+def length_read(node) -> tuple[Variable, int] | None:
     """``(x, i)`` when ``node`` is ``Subtensor{i}(Shape(x))``: one length of ``x``."""
     if not (isinstance(node.op, Subtensor) and len(node.inputs) == 1
             and len(node.op.idx_list) == 1 and isinstance(node.op.idx_list[0], int)):
@@ -43,7 +43,7 @@ def _length_read(node) -> tuple[Variable, int] | None:
 @local_rewrite("reshape_length", order=26)
 def reshape_length(fgraph, node):
     """``Subtensor{i}(Shape(Reshape(x, MakeVector(d...))))`` -> ``d[i]``."""
-    read = _length_read(node)
+    read = length_read(node)
     if read is None:
         return None
     reshaped, i = read
@@ -78,7 +78,7 @@ def gather_length(fgraph, node):
         if lengths is None:
             return None
         return {node.outputs[0]: MakeVector("int64")(*lengths)}
-    read = _length_read(node)
+    read = length_read(node)
     lengths = None if read is None else _gather_lengths(read[0])
     if lengths is None:
         return None

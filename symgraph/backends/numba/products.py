@@ -107,13 +107,13 @@ def _product(a, b, out, beta):
           and -(-m // parts) * k * a.itemsize <= TILED_LEFT_BYTES):
         rows = np.empty(b.shape, b.dtype)
         _copy_loops(rows, b)
-        _in_parts(a, rows, out, beta, parts, macs)
+        _in_parts(a, rows, out, beta, parts)
     else:
-        _in_parts(a, b, out, beta, parts, macs)
+        _in_parts(a, b, out, beta, parts)
 
 
 @jit
-def _in_parts(a, b, out, beta, parts, macs):
+def _in_parts(a, b, out, beta, parts):
     if parts > 1:
         sg_parts_of(_product_rows, a.shape[0], a, b, out, beta)
     else:
